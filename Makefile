@@ -1,0 +1,92 @@
+# owinlua: `make` builds, `make run` serves apps/hello.lua, `make test` runs
+# the whole suite (and once more under AddressSanitizer + UBSan).
+# Missing Debian packages are installed first (tools/install-deps, as root).
+# Every path and tool below can be overridden: make LUA_INCDIR=... etc.
+
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+LUADIR ?= $(PREFIX)/share/lua/5.4
+LUA ?= lua5.4
+LUA_INCDIR ?= /usr/include/lua5.4
+LUA_LIBS ?= -llua5.4
+UV_LIBS ?= -luv
+LLHTTP_INCDIR ?= /usr/share/include/llhttp
+LLHTTP_SRCDIR ?= /usr/share/llhttp
+BUSTED ?= busted
+INSTALL ?= install
+CFLAGS ?= -O2 -g
+WARNINGS ?= -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
+            -Wno-unused-parameter
+SANITIZE ?= -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+            -fno-omit-frame-pointer
+DEPS ?= tools/install-deps
+APP ?= apps/hello.lua
+
+SRCS = src/buf.c src/headers.c src/http1.c src/main.c src/request.c \
+       src/runtime.c src/server.c src/stream.c
+LUA_MODULES = lua/owin/init.lua lua/owin/cli.lua
+LLHTTP_SRCS = $(LLHTTP_SRCDIR)/llhttp.c $(LLHTTP_SRCDIR)/api.c $(LLHTTP_SRCDIR)/http.c
+
+OBJS = $(SRCS:src/%.c=build/%.o)
+ASAN_OBJS = $(SRCS:src/%.c=build/asan/%.o)
+LLHTTP_OBJS = build/llhttp/llhttp.o build/llhttp/api.o build/llhttp/http.o
+ASAN_LLHTTP_OBJS = $(LLHTTP_OBJS:build/llhttp/%=build/asan/llhttp/%)
+
+ALL_CFLAGS = -std=gnu99 $(CFLAGS) -I$(LUA_INCDIR) -I$(LLHTTP_INCDIR) -D_GNU_SOURCE
+LIBS = $(LUA_LIBS) $(UV_LIBS) -lm
+
+.PHONY: all deps run test test-unit test-e2e test-asan install uninstall clean bench
+
+all: deps owinlua
+
+deps:
+	@sh $(DEPS)
+
+owinlua: $(OBJS) $(LLHTTP_OBJS)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS) $(LDFLAGS)
+
+owinlua-asan: $(ASAN_OBJS) $(ASAN_LLHTTP_OBJS)
+	$(CC) $(ALL_CFLAGS) $(SANITIZE) -o $@ $^ $(LIBS) $(LDFLAGS)
+
+build/%.o: src/%.c src/owl.h
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(WARNINGS) -c -o $@ $<
+
+build/asan/%.o: src/%.c src/owl.h
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(WARNINGS) $(SANITIZE) -O1 -c -o $@ $<
+
+build/llhttp/%.o: $(LLHTTP_SRCDIR)/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -w -c -o $@ $<
+
+build/asan/llhttp/%.o: $(LLHTTP_SRCDIR)/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(SANITIZE) -w -c -o $@ $<
+
+run: all
+	./owinlua $(APP)
+
+# The suite: unit specs, end-to-end specs with the release binary, and the
+# end-to-end specs again with the sanitized binary.  The last line is
+# "N passed, N failed".
+test: deps owinlua owinlua-asan
+	@BUSTED="$(BUSTED)" LUA="$(LUA)" sh tools/run-tests
+
+test-unit: deps
+	$(BUSTED) --lua=$(LUA) --run=unit
+
+test-e2e: all
+	$(BUSTED) --lua=$(LUA) --run=e2e
+
+install: all
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LUADIR)/owin
+	$(INSTALL) -m 755 owinlua $(DESTDIR)$(BINDIR)/owinlua
+	$(INSTALL) -m 644 $(LUA_MODULES) $(DESTDIR)$(LUADIR)/owin/
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/owinlua
+	rm -rf $(DESTDIR)$(LUADIR)/owin
+
+clean:
+	rm -rf build owinlua owinlua-asan

@@ -1,0 +1,261 @@
+-- owinlua's command line: options (each also read from OWINLUA_<NAME>),
+-- loading the app script, binding, serving.
+
+local owin = require("owin")
+
+local M = {}
+
+-- name, value name, kind, default, help
+local OPTIONS = {
+  { "listen", "ADDR", "list", "127.0.0.1:8080",
+    "address to serve on: host:port, [v6]:port or unix:/path; repeat for more;\n" ..
+    "port 0 picks a free port (OWINLUA_LISTEN takes a comma-separated list)" },
+  { "max-header-bytes", "SIZE", "size", "32k",
+    "largest request head (request line and headers); larger gets 431" },
+  { "max-headers", "N", "int", 100, "most header lines in a request; more gets 431" },
+  { "max-target", "SIZE", "size", "8k", "longest request-target; longer gets 414" },
+  { "max-body", "SIZE", "size", "32m", "largest request body, 0 for no limit; larger gets 413" },
+  { "header-timeout", "SEC", "seconds", 30,
+    "time to receive a request head; a partial head then gets 408" },
+  { "body-timeout", "SEC", "seconds", 60,
+    "idle time allowed while the app waits for request body bytes (408)" },
+  { "keepalive-timeout", "SEC", "seconds", 75,
+    "idle keep-alive connections close after this; keep it longer than the idle\n" ..
+    "timeout of any load balancer in front (AWS ALB: 60 s), or it will see 502s" },
+  { "max-connections", "N", "int", 10000, "open connections at most; beyond, new ones get 503" },
+  { "graceful-timeout", "SEC", "seconds", 30,
+    "on SIGTERM/SIGINT, time in-flight requests get to finish before they are\n" ..
+    "cancelled (owin.CallCancelled) and their connections closed" },
+  { "backlog", "N", "int", 511, "listen(2) backlog" },
+  { "server-header", "NAME", "string", "owinlua", "value of the Server header; empty leaves it out" },
+  { "log-level", "LEVEL", "level", "info", "owin.log threshold: debug, info, warn or error" },
+  { "dev", nil, "flag", false, "development mode: tracebacks in 500 responses" },
+  { "check", nil, "flag", false, "load the app, report whether it is usable, and exit" },
+  { "help", nil, "flag", false, "show this help and exit" },
+  { "version", nil, "flag", false, "show the version and exit" },
+}
+
+local BY_NAME = {}
+for _, o in ipairs(OPTIONS) do BY_NAME[o[1]] = o end
+
+local function env_name(name)
+  return "OWINLUA_" .. name:upper():gsub("-", "_")
+end
+
+local UNITS = { [""] = 1, k = 1024, m = 1024 ^ 2, g = 1024 ^ 3 }
+
+-- Converts a textual value to the option's kind; nil, err when it does not fit.
+local function convert(o, text)
+  local name, kind = o[1], o[3]
+  if kind == "flag" then
+    if type(text) == "boolean" then return text end
+    local t = tostring(text):lower()
+    if t == "1" or t == "true" or t == "yes" or t == "on" then return true end
+    if t == "0" or t == "false" or t == "no" or t == "off" or t == "" then return false end
+    return nil, string.format("--%s takes no value (or 1/0 in %s), got '%s'", name, env_name(name), text)
+  elseif kind == "size" then
+    local num, unit = tostring(text):lower():match("^(%d+)%s*([kmg]?)i?b?$")
+    if not num then
+      return nil, string.format("--%s expects a size such as 65536, 64k or 1m, got '%s'", name, text)
+    end
+    return math.tointeger(tonumber(num) * UNITS[unit])
+  elseif kind == "int" then
+    local n = math.tointeger(tonumber(text))
+    if not n or n < 0 then
+      return nil, string.format("--%s expects a whole number, got '%s'", name, text)
+    end
+    return n
+  elseif kind == "seconds" then
+    local n = tonumber(text)
+    if not n or n < 0 then
+      return nil, string.format("--%s expects a number of seconds, got '%s'", name, text)
+    end
+    return n
+  elseif kind == "level" then
+    local t = tostring(text)
+    if t ~= "debug" and t ~= "info" and t ~= "warn" and t ~= "error" then
+      return nil, string.format("--%s expects debug, info, warn or error, got '%s'", name, t)
+    end
+    return t
+  end
+  return tostring(text)
+end
+
+-- Parses argv (and the environment): options table and the app path,
+-- or nil, err.
+function M.parse(argv, getenv)
+  getenv = getenv or os.getenv
+  local opts, set = {}, {}
+  for _, o in ipairs(OPTIONS) do
+    local v = getenv(env_name(o[1]))
+    if v ~= nil and o[1] ~= "help" and o[1] ~= "version" then
+      if o[3] == "list" then
+        local list = {}
+        for item in v:gmatch("[^,%s]+") do list[#list + 1] = item end
+        opts[o[1]] = list
+      else
+        local val, err = convert(o, v)
+        if val == nil then return nil, err .. " (from " .. env_name(o[1]) .. ")" end
+        opts[o[1]] = val
+      end
+    end
+  end
+  local app
+  local i = 1
+  while i <= #argv do
+    local a = argv[i]
+    if a:sub(1, 2) == "--" and #a > 2 then
+      local name, value = a:match("^%-%-([^=]+)=(.*)$")
+      name = name or a:sub(3)
+      local o = BY_NAME[name]
+      if not o then
+        return nil, string.format("unknown option --%s (see owinlua --help)", name)
+      end
+      if o[3] == "flag" then
+        local val, err = convert(o, value == nil and true or value)
+        if val == nil then return nil, err end
+        opts[name] = val
+      else
+        if value == nil then
+          i = i + 1
+          value = argv[i]
+          if value == nil then return nil, string.format("--%s needs a value", name) end
+        end
+        if o[3] == "list" then
+          if not set[name] then opts[name] = {} end
+          table.insert(opts[name], value)
+        else
+          local val, err = convert(o, value)
+          if val == nil then return nil, err end
+          opts[name] = val
+        end
+      end
+      set[name] = true
+    elseif a == "-h" then
+      opts.help = true
+    elseif app == nil then
+      app = a
+    else
+      return nil, string.format("unexpected argument '%s': one app script only", a)
+    end
+    i = i + 1
+  end
+  for _, o in ipairs(OPTIONS) do
+    if opts[o[1]] == nil then
+      if o[3] == "list" then
+        opts[o[1]] = { o[4] }
+      elseif o[3] == "flag" then
+        opts[o[1]] = o[4]
+      else
+        opts[o[1]] = assert(convert(o, o[4]))
+      end
+    end
+  end
+  return opts, app
+end
+
+function M.usage()
+  local lines = {
+    "usage: owinlua [options] app.lua",
+    "",
+    "Serves the OWIN app defined by app.lua over HTTP/1.1.  The script runs with",
+    "the globals `app` (a pipeline builder) and `owin`; it may instead return an",
+    "AppFunc function(env) or a builder.  Every option can also be set with the",
+    "environment variable shown beside it; options on the command line win.",
+    "",
+    "options:",
+  }
+  for _, o in ipairs(OPTIONS) do
+    local head = "  --" .. o[1] .. (o[2] and (" " .. o[2]) or "")
+    local default = ""
+    if o[3] ~= "flag" then default = " (default: " .. tostring(o[4]) .. ")" end
+    lines[#lines + 1] = string.format("%-28s %s", head, env_name(o[1]))
+    for text in (o[5] .. default):gmatch("[^\n]+") do
+      lines[#lines + 1] = "      " .. text
+    end
+  end
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = "SIZE takes a byte count or a k, m or g suffix (KiB, MiB, GiB)."
+  lines[#lines + 1] = "SIGINT/SIGTERM stop gracefully; a second signal stops at once."
+  return table.concat(lines, "\n") .. "\n"
+end
+
+local function fail(code, fmt, ...)
+  io.stderr:write("owinlua: ", string.format(fmt, ...), "\n")
+  return code
+end
+
+-- Loads the app script; returns an AppFunc, or nil, err.
+function M.load_app(path)
+  local f = io.open(path, "r")
+  if not f then return nil, string.format("cannot open app script '%s'", path) end
+  f:close()
+  local dir = path:match("^(.*)/[^/]*$") or "."
+  package.path = dir .. "/?.lua;" .. dir .. "/?/init.lua;" .. package.path
+  local chunk, err = loadfile(path)
+  if not chunk then return nil, "cannot load " .. err end
+  local builder = owin.new()
+  _G.app = builder
+  _G.owin = owin
+  local ok, result = xpcall(chunk, debug.traceback)
+  if not ok then return nil, "error while loading " .. path .. ": " .. tostring(result) end
+  if type(result) == "function" then return result end
+  if owin.is_builder(result) then return result.build() end
+  if result ~= nil then
+    return nil, string.format("%s returned a %s: expected nothing, an AppFunc or a builder",
+      path, type(result))
+  end
+  if builder.empty() then
+    return nil, path .. " defines no app: call app.use/app.run, or return an AppFunc"
+  end
+  local built_ok, app = pcall(builder.build)
+  if not built_ok then return nil, "cannot build the pipeline: " .. tostring(app) end
+  return app
+end
+
+function M.main(argv)
+  local opts, app_path = M.parse(argv)
+  if not opts then return fail(2, "%s", app_path) end
+  if opts.help then
+    io.stdout:write(M.usage())
+    return 0
+  end
+  if opts.version then
+    io.stdout:write("owinlua ", owin.version, " (", _VERSION, ")\n")
+    return 0
+  end
+  if not app_path then return fail(2, "no app script given (usage: owinlua [options] app.lua)") end
+  owin.log.set_level(opts["log-level"])
+  local core = require("owin.core")
+  core.configure({
+    max_header_bytes = opts["max-header-bytes"],
+    max_headers = opts["max-headers"],
+    max_target = opts["max-target"],
+    max_body = opts["max-body"],
+    header_timeout = opts["header-timeout"],
+    body_timeout = opts["body-timeout"],
+    keepalive_timeout = opts["keepalive-timeout"],
+    graceful_timeout = opts["graceful-timeout"],
+    max_connections = opts["max-connections"],
+    backlog = opts["backlog"],
+    dev = opts.dev,
+    server_name = opts["server-header"],
+  })
+  local app, err = M.load_app(app_path)
+  if not app then return fail(1, "%s", err) end
+  if opts.check then
+    io.stdout:write(app_path, ": ok\n")
+    return 0
+  end
+  for _, spec in ipairs(opts.listen) do
+    local addr, lerr = core.listen(spec)
+    if not addr then return fail(1, "%s", lerr) end
+    io.stdout:write("listening on ", addr, "\n")
+  end
+  io.stdout:flush()
+  core.run(app)
+  return 0
+end
+
+M.OPTIONS = OPTIONS
+return M

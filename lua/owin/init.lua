@@ -1,0 +1,250 @@
+-- owin: pipelines of OWIN middleware, and the runtime helpers apps use.
+--
+--   local owin = require("owin")
+--   local app = owin.new()
+--   app.use(function(env, next) ... next() ... end)
+--   app.run(function(env) ... end)
+--   local appfunc = app.build()
+--
+-- Inside the owinlua server the C core (owin.core) provides owin.now,
+-- owin.sleep and the request ids; loaded by plain Lua (unit tests, other
+-- hosts) the module still builds pipelines.
+
+local ok_core, core = pcall(require, "owin.core")
+if not ok_core then core = nil end
+
+local type, select, error, pcall, setmetatable = type, select, error, pcall, setmetatable
+local tostring, string_format, io_stderr, os_date = tostring, string.format, io.stderr, os.date
+local coroutine_running = coroutine.running
+
+local M = {}
+
+local PATH, PATH_BASE, STATUS = "owin.RequestPath", "owin.RequestPathBase", "owin.ResponseStatusCode"
+
+------------------------------------------------------------------------------
+-- The env of the request running in the current coroutine, so that `next()`
+-- needs no closure per request.  A host registers envs here (the server does
+-- it in C; owin.test and other hosts call owin.set_env).
+
+local envs = setmetatable({}, { __mode = "k" })
+
+local function set_env(co, env)
+  envs[co] = env
+end
+
+local function current_env()
+  local co = coroutine_running()
+  local env = envs[co]
+  if env == nil and core then env = core.env() end
+  return env
+end
+
+------------------------------------------------------------------------------
+-- Pipeline builder
+
+local function not_found(env)
+  -- falling off the end: 404, unless the response already started
+  pcall(function() env[STATUS] = 404 end)
+end
+
+local Builder = {}
+Builder.__index = Builder
+
+local function check_fn(f, what, n)
+  if type(f) ~= "function" then
+    error(string_format("bad argument #%d to '%s' (function expected, got %s)", n, what, type(f)), 3)
+  end
+end
+
+local function normalize_prefix(prefix)
+  if type(prefix) ~= "string" or prefix:sub(1, 1) ~= "/" then
+    error("bad argument #1 to 'map' (a path prefix starting with \"/\" expected, got " ..
+      tostring(prefix) .. ")", 3)
+  end
+  if #prefix > 1 and prefix:sub(-1) == "/" then
+    error("bad argument #1 to 'map' (the prefix must not end with \"/\": " .. prefix .. ")", 3)
+  end
+  return prefix
+end
+
+-- Wraps a middleware function(env, next) around the app `nxt`.
+local function compose_use(fn, nxt)
+  local function next_(env)
+    if env == nil then
+      env = current_env()
+      if env == nil then
+        error("next() was called outside the request's coroutine: call next(env)", 2)
+      end
+    end
+    return nxt(env)
+  end
+  return function(env) return fn(env, next_) end
+end
+
+-- map: path prefix match on segment boundaries, ignoring case.
+local function compose_map(prefix, branch, nxt)
+  local lprefix, n = prefix:lower(), #prefix
+  return function(env)
+    local path = env[PATH]
+    if path:sub(1, n):lower() == lprefix and (#path == n or path:byte(n + 1) == 47) then
+      local base = env[PATH_BASE]
+      local rest = path:sub(n + 1)
+      env[PATH_BASE] = base .. path:sub(1, n)
+      env[PATH] = rest == "" and "/" or rest
+      local ok, err = pcall(branch, env)
+      env[PATH_BASE], env[PATH] = base, path
+      if not ok then error(err, 0) end
+      return
+    end
+    return nxt(env)
+  end
+end
+
+local function compose_when(pred, branch, nxt)
+  return function(env)
+    if pred(env) then return branch(env) end
+    return nxt(env)
+  end
+end
+
+local function compose(steps)
+  local app = not_found
+  for i = #steps, 1, -1 do
+    local s = steps[i]
+    local kind = s[1]
+    if kind == "run" then
+      app = s[2]
+    elseif kind == "use" then
+      app = compose_use(s[2], app)
+    elseif kind == "owin" then
+      local built = s[2](app)
+      if type(built) ~= "function" then
+        error("use_owin: the middleware factory must return an AppFunc, got " .. type(built), 0)
+      end
+      app = built
+    elseif kind == "map" then
+      app = compose_map(s[2], s[3].build(), app)
+    elseif kind == "when" then
+      app = compose_when(s[2], s[3].build(), app)
+    end
+  end
+  return app
+end
+
+-- Makes a builder whose functions work with a dot (app.use(f)) and with a
+-- colon (app:use(f)).
+function M.new()
+  local self = setmetatable({ steps = {} }, Builder)
+  local steps = self.steps
+  local function args(...)
+    if select(1, ...) == self then return select(2, ...) end
+    return ...
+  end
+  function self.use(...)
+    local fn = args(...)
+    check_fn(fn, "use", 1)
+    steps[#steps + 1] = { "use", fn }
+    return self
+  end
+  function self.run(...)
+    local fn = args(...)
+    check_fn(fn, "run", 1)
+    steps[#steps + 1] = { "run", fn }
+    return self
+  end
+  function self.use_owin(...)
+    local midfunc = args(...)
+    check_fn(midfunc, "use_owin", 1)
+    steps[#steps + 1] = { "owin", midfunc }
+    return self
+  end
+  function self.map(...)
+    local prefix, configure = args(...)
+    prefix = normalize_prefix(prefix)
+    check_fn(configure, "map", 2)
+    local branch = M.new()
+    configure(branch)
+    steps[#steps + 1] = { "map", prefix, branch }
+    return self
+  end
+  function self.map_when(...)
+    local pred, configure = args(...)
+    check_fn(pred, "map_when", 1)
+    check_fn(configure, "map_when", 2)
+    local branch = M.new()
+    configure(branch)
+    steps[#steps + 1] = { "when", pred, branch }
+    return self
+  end
+  function self.build()
+    return compose(steps)
+  end
+  function self.empty()
+    return #steps == 0
+  end
+  return self
+end
+
+function M.is_builder(x)
+  return type(x) == "table" and getmetatable(x) == Builder
+end
+
+------------------------------------------------------------------------------
+-- Runtime helpers
+
+if core then
+  M.now = core.now
+  M.sleep = core.sleep
+  M.headers = core.headers
+  M.keys = core.keys
+  M.token = core.token
+  M.version = core.version
+  M.request_id = core.request_id
+else
+  M.now = function() return os.time() end
+  M.sleep = function()
+    error("owin.sleep needs a host that runs requests in coroutines (the owinlua server)", 2)
+  end
+  M.request_id = function() return nil end
+  M.version = "0.1.0"
+end
+M.set_env = set_env
+M.current_env = current_env
+
+------------------------------------------------------------------------------
+-- Logging to stderr: "2026-01-02T03:04:05Z [info] [42] message"
+
+local LEVELS = { debug = 1, info = 2, warn = 3, error = 4 }
+local threshold = LEVELS.info
+
+local log = {}
+M.log = log
+
+function log.set_level(name)
+  local n = LEVELS[name]
+  if not n then
+    error("bad argument #1 to 'set_level' (debug, info, warn or error expected, got " ..
+      tostring(name) .. ")", 2)
+  end
+  threshold = n
+end
+
+local function emit(level, name, fmt, ...)
+  if level < threshold then return end
+  local msg
+  if select("#", ...) > 0 then
+    msg = string_format(fmt, ...)
+  else
+    msg = tostring(fmt)
+  end
+  local id = M.request_id()
+  local prefix = os_date("!%Y-%m-%dT%H:%M:%SZ") .. " [" .. name .. "] "
+  if id then prefix = prefix .. "[" .. id .. "] " end
+  io_stderr:write(prefix, msg, "\n")
+end
+
+for name, level in pairs(LEVELS) do
+  log[name] = function(fmt, ...) return emit(level, name, fmt, ...) end
+end
+
+return M

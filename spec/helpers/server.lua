@@ -1,0 +1,137 @@
+-- Starts the real owinlua binary on port 0 and stops it with a signal.
+--
+--   local server = require("helpers.server")
+--   local srv = server.start("spec/fixtures/echo.lua", { "--max-body", "1k" })
+--   ... srv.port, srv.host, srv.pid ...
+--   local ok, how, code = srv:stop()       -- SIGTERM, waits, returns the exit status
+--   srv:stderr()                           -- what the server logged
+--
+-- The binary is $OWINLUA_BIN, else ./owinlua in the checkout. OWINLUA_WRAP (for
+-- example "env ASAN_OPTIONS=...") is put in front of it when set.
+
+local M = {}
+
+local BIN = os.getenv("OWINLUA_BIN") or "./owinlua"
+
+local function shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+M.shell_quote = shell_quote
+
+local function tmpname()
+  local name = os.tmpname()
+  return name
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+M.read_file = read_file
+
+local function alive(pid)
+  return os.execute("kill -0 " .. pid .. " 2>/dev/null") == true
+end
+
+local function sleep(s)
+  os.execute("sleep " .. s)
+end
+M.sleep = sleep
+
+local Server = {}
+Server.__index = Server
+
+function Server:stderr()
+  return read_file(self.errfile)
+end
+
+function Server:signal(sig)
+  os.execute("kill -" .. sig .. " " .. self.pid .. " 2>/dev/null")
+end
+
+-- Sends SIGTERM (or `sig`) and waits up to `timeout` seconds for the process to
+-- exit, then SIGKILL. Returns what io.popen's close returns: ok, "exit"|"signal", code.
+function Server:stop(sig, timeout)
+  if self.stopped then return table.unpack(self.status) end
+  self:signal(sig or "TERM")
+  local deadline = os.time() + (timeout or 10)
+  while alive(self.pid) and os.time() <= deadline do sleep(0.05) end
+  if alive(self.pid) then self:signal("KILL") end
+  self.status = { self.proc:close() }
+  self.stopped = true
+  return table.unpack(self.status)
+end
+
+function Server:wait_exit(timeout)
+  local deadline = os.time() + (timeout or 10)
+  while alive(self.pid) and os.time() <= deadline do sleep(0.05) end
+  return not alive(self.pid)
+end
+
+-- start(app, args, opts) -> server
+-- app: path of an app script; args: extra CLI arguments; opts.env: table of
+-- environment variables; opts.listen: override the --listen value.
+function M.start(app, args, opts)
+  opts = opts or {}
+  local errfile = tmpname()
+  local parts = {}
+  for k, v in pairs(opts.env or {}) do
+    parts[#parts + 1] = k .. "=" .. shell_quote(v)
+  end
+  local cmd = {}
+  cmd[#cmd + 1] = os.getenv("OWINLUA_WRAP") or ""
+  cmd[#cmd + 1] = shell_quote(BIN)
+  cmd[#cmd + 1] = "--listen " .. shell_quote(opts.listen or "127.0.0.1:0")
+  for _, a in ipairs(args or {}) do cmd[#cmd + 1] = shell_quote(a) end
+  if app then cmd[#cmd + 1] = shell_quote(app) end
+  local line
+  if #parts > 0 then
+    line = string.format("exec 2>%s; echo $$; exec env %s %s", errfile,
+      table.concat(parts, " "), table.concat(cmd, " "))
+  else
+    line = string.format("exec 2>%s; echo $$; exec %s", errfile, table.concat(cmd, " "))
+  end
+  local proc = assert(io.popen(line, "r"))
+  local pid = proc:read("l")
+  local first = proc:read("l")
+  local self = setmetatable({ proc = proc, pid = tonumber(pid), errfile = errfile,
+                              lines = {} }, Server)
+  if not first then
+    local status = { proc:close() }
+    self.stopped, self.status = true, status
+    error("owinlua did not start: " .. read_file(errfile), 2)
+  end
+  self.lines[1] = first
+  local host, port = first:match("^listening on http://%[?([^%]]-)%]?:(%d+)$")
+  if not host then
+    -- unix socket listener or something else: keep the line for the caller
+    self.first_line = first
+  else
+    self.host, self.port = host, tonumber(port)
+  end
+  return self
+end
+
+-- Runs the binary to completion (for --help, --check, startup errors).
+-- Returns stdout, stderr, exit code.
+function M.run(args, opts)
+  opts = opts or {}
+  local errfile = tmpname()
+  local cmd = { shell_quote(BIN) }
+  for _, a in ipairs(args or {}) do cmd[#cmd + 1] = shell_quote(a) end
+  local envs = {}
+  for k, v in pairs(opts.env or {}) do envs[#envs + 1] = k .. "=" .. shell_quote(v) end
+  local line = string.format("%s %s 2>%s", #envs > 0 and ("env " .. table.concat(envs, " ")) or "",
+    table.concat(cmd, " "), errfile)
+  local proc = assert(io.popen(line, "r"))
+  local out = proc:read("a")
+  local _, _, code = proc:close()
+  local err = read_file(errfile)
+  os.remove(errfile)
+  return out, err, code
+end
+
+return M

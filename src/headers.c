@@ -1,0 +1,347 @@
+/*
+** OWIN headers tables: a name maps to an array of strings; lookup and
+** assignment ignore case; a plain string is stored as a one-element array;
+** pairs() yields every header once.
+**
+** A headers table is an empty proxy table whose metatable is HMT.  Its
+** entries live in a store table kept in the proxy under a light userdata key
+** (so raw access from Lua cannot reach it):
+**   proxy[&store_key]  = { [lowercase name] = { "v1", "v2" } }
+**   proxy[&names_key]  = { [lowercase name] = "Display-Name" }  (created lazily,
+**                        only for names set with capitals)
+**   proxy[&frozen_key] = true once the response headers were sent
+** Request headers arrive with lowercase names (as HTTP/2 and Node do); a
+** response header keeps the spelling the app gave it.
+*/
+
+#include <string.h>
+
+#include "owl.h"
+
+
+static const char store_key = 0;
+static const char names_key = 0;
+static const char frozen_key = 0;
+static const char hmt_key = 0;
+
+#define NAMEBUF 256
+
+
+/* RFC 9110 tchar */
+static int istchar (unsigned char c) {
+  static const char extra[] = "!#$%&'*+-.^_`|~";
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+    return 1;
+  return c != 0 && strchr(extra, c) != NULL;
+}
+
+
+/*
+** Checks that the string at idx is a valid field name; raises otherwise.
+*/
+static const char *checkname (lua_State *L, int idx, size_t *len) {
+  if (lua_type(L, idx) != LUA_TSTRING)
+    luaL_error(L, "header name must be a string, got %s", luaL_typename(L, idx));
+  const char *s = lua_tolstring(L, idx, len);
+  if (*len == 0)
+    luaL_error(L, "invalid header name: empty");
+  for (size_t i = 0; i < *len; i++)
+    if (!istchar((unsigned char)s[i]))
+      luaL_error(L, "invalid header name '%s': character 0x%02x is not allowed",
+                 s, (unsigned char)s[i]);
+  return s;
+}
+
+
+/* Raises if the value at idx (a string) holds CR, LF or NUL. */
+static void checkvalue (lua_State *L, int idx, const char *name) {
+  size_t len;
+  const char *v = lua_tolstring(L, idx, &len);
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)v[i];
+    if (c == '\r' || c == '\n' || c == 0)
+      luaL_error(L, "invalid value for header '%s': CR, LF and NUL are not allowed",
+                 name);
+  }
+}
+
+
+/*
+** Pushes the lowercase form of the string at idx.
+*/
+static void pushlower (lua_State *L, const char *s, size_t len) {
+  char small[NAMEBUF];
+  char *p = small;
+  luaL_Buffer b;
+  if (len > NAMEBUF)
+    p = luaL_buffinitsize(L, &b, len);
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)s[i];
+    p[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : (char)c;
+  }
+  if (p == small)
+    lua_pushlstring(L, p, len);
+  else
+    luaL_pushresultsize(&b, len);
+}
+
+
+static int haslower (const char *s, size_t len) {
+  for (size_t i = 0; i < len; i++)
+    if (s[i] >= 'A' && s[i] <= 'Z')
+      return 0;
+  return 1;
+}
+
+
+/* Pushes proxy[&key] for the proxy at idx. */
+static int pushslot (lua_State *L, int idx, const char *key) {
+  return lua_rawgetp(L, idx, key);
+}
+
+
+/*
+** __index(proxy, name): values array or nil.
+*/
+static int h_index (lua_State *L) {
+  size_t len;
+  if (lua_type(L, 2) != LUA_TSTRING) {
+    lua_pushnil(L);
+    return 1;
+  }
+  const char *s = lua_tolstring(L, 2, &len);
+  pushslot(L, 1, &store_key);                 /* store */
+  if (haslower(s, len))
+    lua_pushvalue(L, 2);
+  else
+    pushlower(L, s, len);
+  lua_rawget(L, -2);
+  return 1;
+}
+
+
+/*
+** __newindex(proxy, name, value): value is nil (remove), a string or number
+** (one value), or an array of strings.
+*/
+static int h_newindex (lua_State *L) {
+  size_t len;
+  const char *name = checkname(L, 2, &len);
+  if (pushslot(L, 1, &frozen_key) != LUA_TNIL)
+    return luaL_error(L, "headers already sent: cannot set '%s'", name);
+  lua_pop(L, 1);
+  int t = lua_type(L, 3);
+  if (t == LUA_TSTRING || t == LUA_TNUMBER) {
+    lua_createtable(L, 1, 0);
+    lua_pushvalue(L, 3);
+    lua_tostring(L, -1);                      /* numbers become strings */
+    checkvalue(L, -1, name);
+    lua_rawseti(L, -2, 1);
+    lua_replace(L, 3);
+  }
+  else if (t == LUA_TTABLE) {
+    lua_Integer n = luaL_len(L, 3);
+    for (lua_Integer i = 1; i <= n; i++) {
+      int vt = lua_geti(L, 3, i);
+      if (vt != LUA_TSTRING && vt != LUA_TNUMBER)
+        return luaL_error(L, "value %d of header '%s' must be a string, got %s",
+                          (int)i, name, luaL_typename(L, -1));
+      checkvalue(L, -1, name);
+      lua_pop(L, 1);
+    }
+  }
+  else if (t != LUA_TNIL)
+    return luaL_error(L, "value of header '%s' must be a string or an array of "
+                      "strings, got %s", name, luaL_typename(L, 3));
+  int lower = haslower(name, len);
+  if (lower)
+    lua_pushvalue(L, 2);
+  else
+    pushlower(L, name, len);                  /* lname */
+  int lname = lua_gettop(L);
+  pushslot(L, 1, &store_key);
+  lua_pushvalue(L, lname);
+  lua_pushvalue(L, 3);
+  lua_rawset(L, -3);                          /* store[lname] = value */
+  lua_pop(L, 1);
+  int hasnames = pushslot(L, 1, &names_key) == LUA_TTABLE;
+  if (!lower && !lua_isnil(L, 3)) {
+    if (!hasnames) {
+      lua_pop(L, 1);
+      lua_newtable(L);
+      lua_pushvalue(L, -1);
+      lua_rawsetp(L, 1, &names_key);
+    }
+    lua_pushvalue(L, lname);
+    lua_pushvalue(L, 2);
+    lua_rawset(L, -3);                        /* names[lname] = name */
+  }
+  else if (hasnames) {
+    lua_pushvalue(L, lname);
+    lua_pushnil(L);
+    lua_rawset(L, -3);
+  }
+  return 0;
+}
+
+
+/*
+** Iterator for pairs: next(proxy, name) -> name, values.
+*/
+static int h_next (lua_State *L) {
+  lua_settop(L, 2);
+  pushslot(L, 1, &store_key);                 /* 3: store */
+  int names = pushslot(L, 1, &names_key) == LUA_TTABLE ? 4 : 0;
+  if (lua_isnil(L, 2))
+    lua_pushnil(L);
+  else {
+    size_t len;
+    const char *s = luaL_checklstring(L, 2, &len);
+    pushlower(L, s, len);
+  }
+  if (!lua_next(L, 3))
+    return 0;
+  if (names) {
+    lua_pushvalue(L, -2);
+    if (lua_rawget(L, names) != LUA_TNIL) {
+      lua_replace(L, -3);                     /* display name instead of lname */
+    }
+    else
+      lua_pop(L, 1);
+  }
+  return 2;
+}
+
+
+static int h_pairs (lua_State *L) {
+  lua_pushcfunction(L, h_next);
+  lua_pushvalue(L, 1);
+  lua_pushnil(L);
+  return 3;
+}
+
+
+static int h_tostring (lua_State *L) {
+  lua_pushfstring(L, "owinlua.Headers: %p", lua_topointer(L, 1));
+  return 1;
+}
+
+
+/*
+** Pushes a new, empty headers table with room for narr names.
+*/
+int owl_headers_new (lua_State *L, int narr) {
+  lua_createtable(L, 0, 2);
+  lua_createtable(L, 0, narr);
+  lua_rawsetp(L, -2, &store_key);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &hmt_key);
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+
+int owl_headers_is (lua_State *L, int idx) {
+  int ok = 0;
+  if (lua_getmetatable(L, idx)) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &hmt_key);
+    ok = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+  }
+  return ok;
+}
+
+
+void owl_headers_freeze (lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  lua_pushboolean(L, 1);
+  lua_rawsetp(L, idx, &frozen_key);
+}
+
+
+/* Pushes the store (name -> values) and the names table (or nil) of idx. */
+void owl_headers_store (lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  pushslot(L, idx, &store_key);
+  pushslot(L, idx, &names_key);
+}
+
+
+void owl_headers_rawget (lua_State *L, int idx, const char *lname, size_t len) {
+  idx = lua_absindex(L, idx);
+  pushslot(L, idx, &store_key);
+  lua_pushlstring(L, lname, len);
+  lua_rawget(L, -2);
+  lua_remove(L, -2);
+}
+
+
+/*
+** Appends a value to the header `lname` (already lowercase) of the headers
+** table at idx; used to build request headers from the wire.
+*/
+void owl_headers_add (lua_State *L, int idx, const char *lname, size_t nlen,
+                      const char *v, size_t vlen) {
+  idx = lua_absindex(L, idx);
+  pushslot(L, idx, &store_key);               /* store */
+  lua_pushlstring(L, lname, nlen);
+  if (lua_rawget(L, -2) == LUA_TTABLE) {      /* repeated header */
+    lua_pushlstring(L, v, vlen);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    lua_pop(L, 2);
+    return;
+  }
+  lua_pop(L, 1);
+  lua_pushlstring(L, lname, nlen);
+  lua_createtable(L, 1, 0);
+  lua_pushlstring(L, v, vlen);
+  lua_rawseti(L, -2, 1);
+  lua_rawset(L, -3);                          /* store[lname] = { v } */
+  lua_pop(L, 1);
+}
+
+
+/*
+** Copies any table of name -> string|array into a new headers table, which
+** is left on the stack (used when the app assigns a plain table).
+*/
+void owl_headers_from (lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  owl_headers_new(L, 4);
+  int h = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);                        /* key, key, value */
+    lua_settable(L, h);                       /* through __newindex: validated */
+  }
+}
+
+
+/* Lua: owin.headers([init]) -> a new headers table */
+static int l_headers (lua_State *L) {
+  if (lua_istable(L, 1))
+    owl_headers_from(L, 1);
+  else
+    owl_headers_new(L, 0);
+  return 1;
+}
+
+
+void owl_open_headers (lua_State *L) {
+  static const luaL_Reg meta[] = {
+    {"__index", h_index},
+    {"__newindex", h_newindex},
+    {"__pairs", h_pairs},
+    {"__tostring", h_tostring},
+    {NULL, NULL}
+  };
+  lua_createtable(L, 0, 6);
+  luaL_setfuncs(L, meta, 0);
+  lua_pushliteral(L, "owinlua.Headers");
+  lua_setfield(L, -2, "__name");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");         /* getmetatable() hides it */
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &hmt_key);
+  lua_pushcfunction(L, l_headers);            /* module table is on top-1 */
+  lua_setfield(L, -2, "headers");
+}

@@ -1,0 +1,823 @@
+/*
+** The connection: one socket, its llhttp parser, its timer and its output.
+**
+** Input.  Every read lands in the loop's one buffer (srv->rbuf) and is parsed
+** at once.  The parser pauses at two points of every message: when the head
+** is complete (the request is built, outside llhttp) and when the message is
+** complete (the app starts, or the waiting reader is woken).  While a
+** response is still being produced, input after the finished message is
+** kept in c->in and reading stops: pipelined requests are answered in order
+** and cost at most one read buffer.  The request body goes to req->body;
+** reading stops while more than OWL_BODY_HIGH bytes of it are unread.
+**
+** Output.  Responses are framed into c->out; the bytes of a response whose
+** headers are not serialized yet sit at its end (c->held) so that a small
+** response gets a Content-Length.  Everything produced while handling one
+** read is written with one uv_try_write; only what the kernel does not take
+** is queued with uv_write (c->wbuf).
+**
+** llhttp 8.1 is lenient in ways RFC 9112 forbids; this file refuses what it
+** lets through: bare LF and obs-fold in the head (scanhead), whitespace before
+** the colon (tchar check), bytes other than CRLF after chunk data.
+*/
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "owl.h"
+
+
+enum { T_NONE, T_HEAD, T_IDLE, T_BODY, T_LINGER };
+
+#define LINGER_MS 2000
+#define MAX_CHUNK_EXT 4096
+
+
+static void conn_settle (owl_conn_t *c);
+static void conn_fail (owl_conn_t *c, int status);
+static void update_reading (owl_conn_t *c);
+
+
+/* {====== fields of the head being parsed */
+
+/* c->fields holds pairs (offset, length) into c->head: the target, then a
+** name and a value for each header line. */
+static size_t nfields (owl_conn_t *c) {
+  return c->fields.len / (2 * sizeof(size_t));
+}
+
+
+static size_t *field (owl_conn_t *c, size_t i) {
+  return (size_t *)c->fields.base + 2 * i;
+}
+
+
+static int field_new (owl_conn_t *c) {
+  size_t f[2] = { c->head.len, 0 };
+  return owl_buf_append(&c->fields, f, sizeof f);
+}
+
+
+static int field_add (owl_conn_t *c, const char *at, size_t n, int lower) {
+  size_t start = c->head.len;
+  if (owl_buf_append(&c->head, at, n))
+    return -1;
+  if (lower) {
+    char *p = c->head.base + start;
+    for (size_t i = 0; i < n; i++)
+      if (p[i] >= 'A' && p[i] <= 'Z')
+        p[i] += 32;
+  }
+  field(c, nfields(c) - 1)[1] += n;
+  return 0;
+}
+
+
+/* Is field i (a lowercase name) equal to the literal s? */
+static int field_is (owl_conn_t *c, size_t i, const char *s, size_t n) {
+  size_t *f = field(c, i);
+  return f[1] == n && memcmp(c->head.base + f[0], s, n) == 0;
+}
+/* }====== */
+
+
+/* {====== llhttp callbacks: they only collect request state */
+
+#define CONN(p) ((owl_conn_t *)(p)->data)
+
+static int refuse (owl_conn_t *c, int status) {
+  c->err_status = status;
+  return -1;
+}
+
+
+static int count_head (owl_conn_t *c, size_t n) {
+  c->head_bytes += n;
+  return c->head_bytes > c->srv->opt.max_header_bytes;
+}
+
+
+static int on_message_begin (llhttp_t *p) {
+  owl_conn_t *c = CONN(p);
+  c->head.len = 0;
+  c->fields.len = 0;
+  c->head_bytes = 0;
+  c->nhost = 0;
+  c->in_value = 1;                  /* the next field span starts a name */
+  return 0;
+}
+
+
+static int on_url (llhttp_t *p, const char *at, size_t n) {
+  owl_conn_t *c = CONN(p);
+  if (nfields(c) == 0 && field_new(c))
+    return refuse(c, 500);
+  if (field(c, 0)[1] + n > c->srv->opt.max_target)
+    return refuse(c, 414);
+  if (count_head(c, n))
+    return refuse(c, 431);
+  return field_add(c, at, n, 0) ? refuse(c, 500) : 0;
+}
+
+
+static int istchar (unsigned char ch) {
+  static const char extra[] = "!#$%&'*+-.^_`|~";
+  if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
+    return 1;
+  return ch != 0 && strchr(extra, ch) != NULL;
+}
+
+
+static int on_header_field (llhttp_t *p, const char *at, size_t n) {
+  owl_conn_t *c = CONN(p);
+  if (c->in_value) {                /* a new header line */
+    if ((nfields(c) - 1) / 2 >= c->srv->opt.max_headers)
+      return refuse(c, 431);
+    if (field_new(c))
+      return refuse(c, 500);
+    c->in_value = 0;
+  }
+  for (size_t i = 0; i < n; i++)
+    if (!istchar((unsigned char)at[i]))
+      return refuse(c, 400);        /* e.g. "Host : x" */
+  if (count_head(c, n))
+    return refuse(c, 431);
+  return field_add(c, at, n, 1) ? refuse(c, 500) : 0;
+}
+
+
+static int on_header_value (llhttp_t *p, const char *at, size_t n) {
+  owl_conn_t *c = CONN(p);
+  if (!c->in_value) {
+    if (field_new(c))
+      return refuse(c, 500);
+    c->in_value = 1;
+  }
+  if (count_head(c, n))
+    return refuse(c, 431);
+  return field_add(c, at, n, 0) ? refuse(c, 500) : 0;
+}
+
+
+/* Checks a Transfer-Encoding value: only one "chunked" is understood. */
+static int check_te (owl_conn_t *c, size_t i, int *nchunked) {
+  size_t *f = field(c, i);
+  const char *s = c->head.base + f[0], *e = s + f[1];
+  while (s < e) {
+    while (s < e && (*s == ' ' || *s == '\t' || *s == ','))
+      s++;
+    const char *t = s;
+    while (s < e && *s != ',' && *s != ' ' && *s != '\t' && *s != ';')
+      s++;
+    if (s == t)
+      break;
+    if ((size_t)(s - t) == 7 && strncasecmp(t, "chunked", 7) == 0)
+      (*nchunked)++;
+    else
+      return 501;
+    while (s < e && *s != ',')
+      s++;                          /* parameters of a coding */
+  }
+  return 0;
+}
+
+
+static int on_headers_complete (llhttp_t *p) {
+  owl_conn_t *c = CONN(p);
+  owl_options_t *o = &c->srv->opt;
+  size_t n = nfields(c);
+  int nhost = 0, nchunked = 0, te = 0;
+  if (n == 0)
+    return refuse(c, 400);
+  if (p->http_major != 1)
+    return refuse(c, 505);
+  for (size_t i = 1; i + 1 < n; i += 2) {
+    if (field_is(c, i, "host", 4))
+      nhost++;
+    else if (field_is(c, i, "transfer-encoding", 17)) {
+      int st = check_te(c, i + 1, &nchunked);
+      if (st)
+        return refuse(c, st);
+      te = 1;
+    }
+  }
+  if (nhost > 1 || (p->http_minor == 1 && nhost == 0))
+    return refuse(c, 400);
+  if (te && (nchunked != 1 || p->http_minor == 0))
+    return refuse(c, 400);
+  if (o->max_body && (p->flags & F_CONTENT_LENGTH) && p->content_length > o->max_body)
+    return refuse(c, 413);
+  p->upgrade = 0;                   /* no protocol switch here: h2c is ignored */
+  c->head_ready = 1;
+  return HPE_PAUSED;
+}
+
+
+/* The two bytes after chunk data must be CRLF; llhttp 8.1 does not check. */
+static int check_crlf (owl_conn_t *c, const char *at, const char *end) {
+  while (c->crlf_left > 0 && at < end) {
+    char want = c->crlf_left == 2 ? '\r' : '\n';
+    if (*at++ != want)
+      return -1;
+    c->crlf_left--;
+  }
+  return 0;
+}
+
+
+static int on_chunk_header (llhttp_t *p) {
+  owl_conn_t *c = CONN(p);
+  c->chunk_left = p->content_length;
+  c->ext_bytes = 0;
+  return 0;
+}
+
+
+static int on_chunk_ext (llhttp_t *p, const char *at, size_t n) {
+  owl_conn_t *c = CONN(p);
+  (void)at;
+  c->ext_bytes += n;
+  return c->ext_bytes > MAX_CHUNK_EXT ? refuse(c, 400) : 0;
+}
+
+
+static int on_body (llhttp_t *p, const char *at, size_t n) {
+  owl_conn_t *c = CONN(p);
+  owl_req_t *r = c->req;
+  uint64_t max = c->srv->opt.max_body;
+  if (p->flags & F_CHUNKED) {
+    c->chunk_left -= n;
+    if (c->chunk_left == 0) {
+      c->crlf_left = 2;
+      if (check_crlf(c, at + n, c->pend))
+        return refuse(c, 400);
+    }
+  }
+  c->body_in += n;
+  if (max && c->body_in > max)
+    return refuse(c, 413);
+  if (r != NULL && !r->finished) {
+    if (owl_buf_append(&r->body, at, n))
+      return refuse(c, 500);
+    if (c->timer_mode == T_BODY)
+      uv_timer_again(&c->timer);    /* progress: the idle timeout starts over */
+  }
+  return 0;
+}
+
+
+static int on_message_complete (llhttp_t *p) {
+  CONN(p)->msg_done = 1;
+  return HPE_PAUSED;
+}
+
+
+static llhttp_settings_t settings;
+
+
+static void init_settings (void) {
+  llhttp_settings_init(&settings);
+  settings.on_message_begin = on_message_begin;
+  settings.on_url = on_url;
+  settings.on_header_field = on_header_field;
+  settings.on_header_value = on_header_value;
+  settings.on_headers_complete = on_headers_complete;
+  settings.on_chunk_header = on_chunk_header;
+  settings.on_chunk_extension_name = on_chunk_ext;
+  settings.on_chunk_extension_value = on_chunk_ext;
+  settings.on_body = on_body;
+  settings.on_message_complete = on_message_complete;
+}
+/* }====== */
+
+
+/* {====== parsing */
+
+static int status_of (llhttp_errno_t err) {
+  switch (err) {
+    case HPE_INVALID_TRANSFER_ENCODING: return 501;
+    case HPE_INVALID_VERSION: return 505;
+    default: return 400;
+  }
+}
+
+
+/*
+** Head bytes may not hold a bare LF, nor start a line with SP or HTAB
+** (obs-fold).  c->last is the byte before p.
+*/
+static int scanhead (owl_conn_t *c, const char *p, size_t n) {
+  unsigned char last = c->last;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)p[i];
+    if (ch == '\n' && last != '\r')
+      return -1;
+    if ((ch == ' ' || ch == '\t') && last == '\n')
+      return -1;
+    last = ch;
+  }
+  c->last = last;
+  return 0;
+}
+
+
+/*
+** Parses input for as long as no response is pending, building requests and
+** starting or waking their apps.  Returns the bytes consumed, or -1 after the
+** connection failed (the caller keeps nothing).
+*/
+static long conn_feed (owl_conn_t *c, const char *p, size_t n) {
+  const char *start = p;
+  while (n > 0 && !c->closing) {
+    owl_req_t *r = c->req;
+    if (r != NULL && r->body_done)
+      break;                        /* pipelined input waits for the response */
+    if (c->close_after) {           /* nothing more is read on this one */
+      p += n;
+      n = 0;
+      break;
+    }
+    if (c->crlf_left && check_crlf(c, p, p + n)) {
+      conn_fail(c, 400);
+      return -1;
+    }
+    int in_head = c->in_head;
+    c->pend = p + n;
+    llhttp_errno_t err = llhttp_execute(&c->parser, p, n);
+    size_t used = n;
+    if (err == HPE_PAUSED) {
+      used = (size_t)(llhttp_get_error_pos(&c->parser) - p);
+      llhttp_resume(&c->parser);
+    }
+    else if (err != HPE_OK) {
+      conn_fail(c, c->err_status ? c->err_status : status_of(err));
+      return -1;
+    }
+    if (in_head && scanhead(c, p, used)) {
+      conn_fail(c, 400);
+      return -1;
+    }
+    if (used > 0)
+      c->got_bytes = 1;
+    p += used;
+    n -= used;
+    if (c->head_ready) {
+      c->head_ready = 0;
+      c->in_head = 0;
+      c->body_in = 0;
+      c->crlf_left = 0;
+      if (owl_req_begin(c)) {
+        conn_fail(c, 500);
+        return -1;
+      }
+    }
+    if (c->msg_done) {
+      c->msg_done = 0;
+      c->in_head = 1;
+      c->last = '\n';
+      r = c->req;
+      if (r == NULL)                /* the app answered before the body ended */
+        continue;
+      r->body_done = 1;
+      if (!r->started)
+        owl_req_start(r);
+      else
+        owl_req_wake_reader(r);
+    }
+  }
+  if (c->req && !c->req->started && !c->closing)
+    owl_req_start(c->req);          /* the body is still on its way */
+  else if (c->req && c->req->task.wait == OWL_WAIT_READ)
+    owl_req_wake_reader(c->req);
+  return (long)(p - start);
+}
+
+
+/* Parses what c->in holds, once the response that held it back is done. */
+void owl_conn_continue (owl_conn_t *c) {
+  if (c->closing || c->in_drive)
+    return;
+  c->in_drive = 1;
+  if (c->in.len > 0) {
+    long used = conn_feed(c, c->in.base, c->in.len);
+    if (used > 0 && !c->closing)
+      owl_buf_consume(&c->in, (size_t)used);
+  }
+  c->in_drive = 0;
+  conn_settle(c);
+}
+/* }====== */
+
+
+/* {====== reading */
+
+static void on_alloc (uv_handle_t *h, size_t size, uv_buf_t *buf) {
+  owl_conn_t *c = h->data;
+  (void)size;
+  buf->base = c->srv->rbuf;
+  buf->len = sizeof c->srv->rbuf;
+}
+
+
+static void on_read (uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  owl_conn_t *c = s->data;
+  if (nread == 0)
+    return;
+  if (nread < 0) {
+    /* A client that leaves while its request runs cancels it (as nginx's
+    ** lua_check_client_abort and uvicorn do); output already produced for
+    ** a finished request is still written before closing. */
+    if (c->req == NULL && !c->lingering && nread == UV_EOF && owl_conn_pending(c) > 0) {
+      c->close_after = 1;
+      update_reading(c);
+    }
+    else
+      owl_conn_close(c);
+    return;
+  }
+  if (c->lingering)
+    return;                         /* discarded: we are closing */
+  if (c->req == NULL && c->timer_mode == T_IDLE) {
+    c->timer_mode = T_NONE;         /* a new request: the head timeout runs */
+  }
+  c->in_drive = 1;
+  if (c->in.len > 0) {              /* not expected: reading stops while paused */
+    if (owl_buf_append(&c->in, buf->base, (size_t)nread)) {
+      c->in_drive = 0;
+      owl_conn_close(c);
+      return;
+    }
+    long used = conn_feed(c, c->in.base, c->in.len);
+    if (used > 0 && !c->closing)
+      owl_buf_consume(&c->in, (size_t)used);
+  }
+  else {
+    long used = conn_feed(c, buf->base, (size_t)nread);
+    if (used >= 0 && (size_t)used < (size_t)nread && !c->closing &&
+        owl_buf_append(&c->in, buf->base + used, (size_t)nread - (size_t)used)) {
+      c->in_drive = 0;
+      owl_conn_close(c);
+      return;
+    }
+  }
+  c->in_drive = 0;
+  conn_settle(c);
+}
+
+
+static void update_reading (owl_conn_t *c) {
+  owl_req_t *r = c->req;
+  int want;
+  if (c->closing)
+    return;
+  if (c->lingering)
+    want = 1;
+  else if (c->close_after || c->in.len > 0)
+    want = 0;
+  else if (r == NULL || r->body_done)
+    want = 1;                       /* next request, or notice a client leaving */
+  else
+    want = r->read_all || r->body.len < OWL_BODY_HIGH;
+  if (want && !c->reading) {
+    if (uv_read_start(&c->h.stream, on_alloc, on_read) == 0)
+      c->reading = 1;
+  }
+  else if (!want && c->reading) {
+    uv_read_stop(&c->h.stream);
+    c->reading = 0;
+  }
+}
+
+
+void owl_conn_resume_reading (owl_conn_t *c) {
+  update_reading(c);
+}
+/* }====== */
+
+
+/* {====== writing */
+
+size_t owl_conn_pending (owl_conn_t *c) {
+  return c->out.len + (c->writing ? c->wbuf.len - c->woff : 0);
+}
+
+
+static void on_write (uv_write_t *w, int status) {
+  owl_conn_t *c = w->data;
+  c->writing = 0;
+  c->wbuf.len = 0;
+  c->woff = 0;
+  if (c->closing)
+    return;
+  if (status < 0) {
+    owl_conn_close(c);
+    return;
+  }
+  owl_conn_flush(c);
+  if (c->req && c->req->task.wait == OWL_WAIT_DRAIN && owl_conn_pending(c) <= OWL_OUT_LOW)
+    owl_req_wake_writer(c->req);
+  else
+    conn_settle(c);
+}
+
+
+/*
+** Writes the bytes of c->out that are not held back: uv_try_write first,
+** uv_write for what the kernel did not take.
+*/
+void owl_conn_flush (owl_conn_t *c) {
+  if (c->closing || c->writing)
+    return;
+  size_t n = c->out.len - c->held;
+  if (n == 0)
+    return;
+  uv_buf_t b = uv_buf_init(c->out.base, (unsigned int)n);
+  int w = uv_try_write(&c->h.stream, &b, 1);
+  if (w == UV_EAGAIN || w == UV_ENOSYS)
+    w = 0;
+  if (w < 0) {
+    owl_conn_close(c);
+    return;
+  }
+  if ((size_t)w == n) {
+    owl_buf_consume(&c->out, n);
+    return;
+  }
+  if (c->held == 0) {               /* hand the whole buffer over: no copy */
+    owl_buf_t t = c->wbuf;
+    c->wbuf = c->out;
+    c->out = t;
+    c->out.len = 0;
+    c->woff = (size_t)w;
+  }
+  else {
+    c->wbuf.len = 0;
+    if (owl_buf_append(&c->wbuf, c->out.base + w, n - (size_t)w)) {
+      owl_conn_close(c);
+      return;
+    }
+    owl_buf_consume(&c->out, n);
+    c->woff = 0;
+  }
+  b = uv_buf_init(c->wbuf.base + c->woff, (unsigned int)(c->wbuf.len - c->woff));
+  c->wreq.data = c;
+  if (uv_write(&c->wreq, &c->h.stream, &b, 1, on_write)) {
+    owl_conn_close(c);
+    return;
+  }
+  c->writing = 1;
+}
+
+
+/* Puts n bytes (a status line and headers) before the held body. */
+int owl_conn_unhold (owl_conn_t *c, const char *head, size_t n) {
+  int err = owl_buf_insert(&c->out, c->out.len - c->held, head, n);
+  c->held = 0;
+  return err;
+}
+
+
+/*
+** Appends a complete response made by the server itself (errors, 100).
+*/
+void owl_conn_canned (owl_conn_t *c, int status, const char *body, size_t blen,
+                      int close) {
+  char head[512];
+  owl_server_t *s = c->srv;
+  owl_server_date(s);
+  int n = snprintf(head, sizeof head,
+                   "HTTP/1.1 %d %s\r\nDate: %s\r\n%s%s%s"
+                   "Content-Type: text/plain; charset=utf-8\r\n"
+                   "Content-Length: %zu\r\n%s\r\n",
+                   status, owl_reason(status), s->date,
+                   s->opt.server_name[0] ? "Server: " : "", s->opt.server_name,
+                   s->opt.server_name[0] ? "\r\n" : "", blen,
+                   close ? "Connection: close\r\n" : "");
+  if (owl_buf_insert(&c->out, c->out.len - c->held, head, (size_t)n) ||
+      owl_buf_insert(&c->out, c->out.len - c->held, body, blen))
+    c->close_after = 1;
+  if (close)
+    c->close_after = 1;
+}
+
+
+/*
+** Bad input or a limit: answer with status (unless the response already
+** started: then just close) and close after writing.
+*/
+static void conn_fail (owl_conn_t *c, int status) {
+  owl_req_t *r = c->req;
+  int err = status == 413 ? UV_E2BIG : status == 408 ? UV_ETIMEDOUT : UV_ECONNRESET;
+  if (r != NULL) {
+    int wire = r->wire;
+    c->out.len -= c->held;          /* drop what the app had buffered */
+    c->held = 0;
+    c->req = NULL;
+    owl_req_detach(r, err);
+    if (wire) {
+      c->close_after = 1;
+      return;
+    }
+  }
+  char body[64];
+  int n = snprintf(body, sizeof body, "%d %s\n", status, owl_reason(status));
+  owl_conn_canned(c, status, body, (size_t)n, 1);
+}
+/* }====== */
+
+
+/* {====== timers and closing */
+
+static void on_close (uv_handle_t *h) {
+  owl_conn_t *c = h->data;
+  if (--c->nhandles > 0)
+    return;
+  owl_server_t *s = c->srv;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    s->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  owl_buf_free(&c->in);
+  owl_buf_free(&c->out);
+  owl_buf_free(&c->wbuf);
+  owl_buf_free(&c->head);
+  owl_buf_free(&c->fields);
+  free(c);
+  s->nconns--;
+  owl_server_conn_gone(s);
+}
+
+
+/* Closes now; a request in flight is detached and its CallCancelled fires. */
+void owl_conn_close (owl_conn_t *c) {
+  if (c->closing)
+    return;
+  c->closing = 1;
+  uv_close(&c->h.handle, on_close);
+  uv_close((uv_handle_t *)&c->timer, on_close);
+  if (c->req != NULL) {
+    owl_req_t *r = c->req;
+    c->req = NULL;
+    owl_req_detach(r, UV_ECONNRESET);
+  }
+}
+
+
+static void on_timer (uv_timer_t *t) {
+  owl_conn_t *c = t->data;
+  switch (c->timer_mode) {
+    case T_HEAD:
+      if (c->got_bytes && !c->close_after) {
+        conn_fail(c, 408);
+        conn_settle(c);
+      }
+      else
+        owl_conn_close(c);
+      break;
+    case T_BODY:
+      if (c->req && !c->req->body_done) {
+        conn_fail(c, 408);
+        conn_settle(c);
+      }
+      break;
+    default:                        /* idle keep-alive, linger */
+      owl_conn_close(c);
+  }
+}
+
+
+static void set_timer (owl_conn_t *c, int mode) {
+  if (mode == c->timer_mode)
+    return;
+  c->timer_mode = mode;
+  owl_options_t *o = &c->srv->opt;
+  uint64_t ms = 0;
+  switch (mode) {
+    case T_HEAD: ms = o->header_timeout; break;
+    case T_IDLE: ms = o->keepalive_timeout; break;
+    case T_BODY: ms = o->body_timeout; break;
+    case T_LINGER: ms = LINGER_MS; break;
+  }
+  if (ms == 0)
+    uv_timer_stop(&c->timer);
+  else
+    uv_timer_start(&c->timer, on_timer, ms, mode == T_BODY ? ms : 0);
+}
+
+
+static void on_shutdown (uv_shutdown_t *sr, int status) {
+  owl_conn_t *c = sr->data;
+  free(sr);
+  if (status < 0)
+    owl_conn_close(c);
+}
+
+
+/* All written and nothing more to say: send FIN, drain input for a while. */
+static void conn_linger (owl_conn_t *c) {
+  uv_shutdown_t *sr = malloc(sizeof *sr);
+  c->lingering = 1;
+  if (sr == NULL) {
+    owl_conn_close(c);
+    return;
+  }
+  sr->data = c;
+  if (uv_shutdown(sr, &c->h.stream, on_shutdown)) {
+    free(sr);
+    owl_conn_close(c);
+    return;
+  }
+  set_timer(c, T_LINGER);
+  update_reading(c);
+}
+
+
+/*
+** After any event: flush, then decide what the connection waits for next.
+*/
+static void conn_settle (owl_conn_t *c) {
+  if (c->closing || c->lingering)
+    return;
+  owl_conn_flush(c);
+  if (c->closing)
+    return;
+  owl_req_t *r = c->req;
+  if (r == NULL) {
+    if (c->close_after || (c->srv->stopping && c->in.len == 0)) {
+      if (!c->writing && c->out.len == 0)
+        conn_linger(c);
+      return;
+    }
+    if (c->in.len == 0 && !c->writing && c->out.len == 0) {
+      owl_buf_free(&c->out);        /* an idle connection keeps no buffers */
+      owl_buf_free(&c->wbuf);
+      owl_buf_free(&c->head);
+      owl_buf_free(&c->fields);
+      owl_buf_free(&c->in);
+    }
+    set_timer(c, c->got_bytes || c->nreq == 0 ? T_HEAD : T_IDLE);
+  }
+  else if (r->task.wait == OWL_WAIT_READ && !r->body_done)
+    set_timer(c, T_BODY);
+  else
+    set_timer(c, T_NONE);
+  update_reading(c);
+}
+
+
+void owl_conn_request_done (owl_conn_t *c, int keep) {
+  c->nreq++;
+  c->got_bytes = 0;
+  c->timer_mode = T_NONE;           /* let settle choose afresh */
+  uv_timer_stop(&c->timer);
+  if (!keep)
+    c->close_after = 1;
+  if (!c->in_drive)
+    owl_conn_continue(c);
+}
+/* }====== */
+
+
+void owl_conn_accept (uv_stream_t *listener) {
+  owl_server_t *s = listener->data;
+  owl_conn_t *c = calloc(1, sizeof *c);
+  int pipe = listener->type == UV_NAMED_PIPE;
+  if (c == NULL)
+    return;
+  if (settings.on_message_begin == NULL)
+    init_settings();
+  c->srv = s;
+  c->is_pipe = pipe;
+  if (pipe)
+    uv_pipe_init(s->loop, &c->h.pipe, 0);
+  else
+    uv_tcp_init(s->loop, &c->h.tcp);
+  c->h.handle.data = c;
+  uv_timer_init(s->loop, &c->timer);
+  c->timer.data = c;
+  c->nhandles = 2;
+  c->next = s->conns;
+  if (s->conns)
+    s->conns->prev = c;
+  s->conns = c;
+  s->nconns++;
+  if (uv_accept(listener, &c->h.stream)) {
+    owl_conn_close(c);
+    return;
+  }
+  if (!pipe)
+    uv_tcp_nodelay(&c->h.tcp, 1);
+  llhttp_init(&c->parser, HTTP_REQUEST, &settings);
+  c->parser.data = c;
+  c->in_head = 1;
+  c->last = '\n';
+  c->keepalive = 1;
+  if (s->nconns > s->opt.max_connections || s->stopping) {
+    static const char busy[] = "503 Service Unavailable: too many connections\n";
+    owl_conn_canned(c, 503, busy, sizeof busy - 1, 1);
+  }
+  conn_settle(c);
+}

@@ -1,0 +1,1059 @@
+/*
+** The request cycle: the OWIN env, the app's coroutine, the response.
+**
+** The env is a plain table holding the request keys.  Three response keys
+** (owin.ResponseStatusCode, owin.ResponseReasonPhrase, owin.ResponseHeaders)
+** are never stored in it: its metatable reads and writes them in the
+** request, so that changing them after the headers went out raises "headers
+** already sent".  Keys that cost a system call or an allocation and are
+** rarely used (owin.RequestId, owin.CallCancelled, server.*, host.*) are
+** made on first access and then stored.  pairs(env) lists all of them.
+**
+** A request is a userdata ("owinlua.Request") with user values:
+*/
+#define UV_RESPH   1   /* response headers table */
+#define UV_ONSEND  2   /* { cb1, state1, cb2, state2, ... } */
+#define UV_CANCEL  3   /* CallCancelled token, once materialized */
+#define UV_REASON  4   /* reason phrase string */
+#define UV_ENV     5
+#define NUV        5
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "owl.h"
+
+
+static const char req_key = 0;      /* env[&req_key] = request userdata */
+
+/* Indexes into the keys array (srv->keys_ref) */
+enum {
+  K_SCHEME = 1, K_METHOD, K_PATHBASE, K_PATH, K_QUERY, K_PROTOCOL,
+  K_REQHEADERS, K_REQBODY, K_RESPBODY, K_VERSION,
+  /* virtual: kept in the request */
+  K_STATUS, K_REASON, K_RESPHEADERS,
+  /* lazy: made on first access */
+  K_REQID, K_CANCEL, K_REMOTEIP, K_REMOTEPORT, K_LOCALIP, K_LOCALPORT,
+  K_ISLOCAL, K_ONSENDING, K_DISPOSING,
+  K_LAST = K_DISPOSING,
+  /* values */
+  V_HTTP, V_HTTP11, V_HTTP10, V_EMPTY, V_V10, V_NKEYS = V_V10
+};
+
+static const char *const keynames[] = {
+  NULL, "owin.RequestScheme", "owin.RequestMethod", "owin.RequestPathBase",
+  "owin.RequestPath", "owin.RequestQueryString", "owin.RequestProtocol",
+  "owin.RequestHeaders", "owin.RequestBody", "owin.ResponseBody", "owin.Version",
+  "owin.ResponseStatusCode", "owin.ResponseReasonPhrase", "owin.ResponseHeaders",
+  "owin.RequestId", "owin.CallCancelled", "server.RemoteIpAddress",
+  "server.RemotePort", "server.LocalIpAddress", "server.LocalPort",
+  "server.IsLocal", "server.OnSendingHeaders", "host.OnAppDisposing",
+  "http", "HTTP/1.1", "HTTP/1.0", "", "1.0"
+};
+
+
+static owl_req_t *checkreq (lua_State *L, int idx) {
+  return luaL_checkudata(L, idx, "owinlua.Request");
+}
+
+
+/* The request of the env at idx (raw slot), or NULL. */
+static owl_req_t *envreq (lua_State *L, int idx) {
+  lua_rawgetp(L, idx, &req_key);
+  owl_req_t *r = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return r;
+}
+
+
+/* Pushes the request userdata of the env at idx. */
+static void pushreqof (lua_State *L, int idx) {
+  lua_rawgetp(L, idx, &req_key);
+}
+
+
+/* {====== building the env */
+
+static int hexval (int c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+
+/*
+** Pushes the path percent-decoded, except "%2F" which stays encoded (as
+** ASP.NET Core does, so that a decoded "/" cannot change the segments).
+** Invalid escapes are kept as they are.
+*/
+static void pushpath (lua_State *L, const char *p, size_t n) {
+  if (n == 0) {
+    lua_pushliteral(L, "/");
+    return;
+  }
+  if (memchr(p, '%', n) == NULL) {
+    lua_pushlstring(L, p, n);
+    return;
+  }
+  luaL_Buffer b;
+  char *out = luaL_buffinitsize(L, &b, n);
+  size_t j = 0;
+  for (size_t i = 0; i < n; i++) {
+    int h, l;
+    if (p[i] == '%' && i + 2 < n && (h = hexval((unsigned char)p[i + 1])) >= 0 &&
+        (l = hexval((unsigned char)p[i + 2])) >= 0 && !(h == 2 && l == 15)) {
+      out[j++] = (char)(h * 16 + l);
+      i += 2;
+    }
+    else
+      out[j++] = p[i];
+  }
+  luaL_pushresultsize(&b, j);
+}
+
+
+/* Splits the request-target into path and query and pushes both. */
+static void pushtarget (lua_State *L, const char *t, size_t n) {
+  const char *end = t + n;
+  const char *hash = memchr(t, '#', n);
+  if (hash)
+    end = hash;
+  if (n > 0 && t[0] != '/' && t[0] != '*') {
+    /* absolute-form: skip "scheme://authority" */
+    const char *s = memchr(t, ':', (size_t)(end - t));
+    if (s && s + 2 < end && s[1] == '/' && s[2] == '/') {
+      s = memchr(s + 3, '/', (size_t)(end - (s + 3)));
+      const char *q = memchr(t, '?', (size_t)(end - t));
+      if (s == NULL || (q && q < s))
+        s = q ? q : end;
+      t = s;
+    }
+  }
+  const char *q = memchr(t, '?', (size_t)(end - t));
+  pushpath(L, t, (size_t)((q ? q : end) - t));
+  if (q)
+    lua_pushlstring(L, q + 1, (size_t)(end - q - 1));
+  else
+    lua_pushliteral(L, "");
+}
+
+
+static int ieq (const char *a, size_t an, const char *b) {
+  size_t bn = strlen(b);
+  return an == bn && strncasecmp(a, b, an) == 0;
+}
+
+
+/*
+** Protected part of owl_req_begin: [conn] -> (nothing); builds the request
+** userdata and the env, and anchors the request with a registry ref.
+*/
+static int begin (lua_State *L) {
+  owl_conn_t *c = lua_touserdata(L, 1);
+  owl_server_t *s = c->srv;
+  size_t *f = (size_t *)c->fields.base;
+  size_t nf = c->fields.len / (2 * sizeof(size_t));
+  const char *head = c->head.base;
+  owl_req_t *r = lua_newuserdatauv(L, sizeof *r, NUV);
+  memset(r, 0, sizeof *r);
+  r->task.co_ref = LUA_NOREF;
+  r->task.after = NULL;             /* set by owl_req_start */
+  r->ref = LUA_NOREF;
+  r->status = 200;
+  r->content_length = -1;
+  r->id = ++s->next_id;
+  r->method = (uint8_t)llhttp_get_method(&c->parser);
+  r->http_minor = llhttp_get_http_minor(&c->parser);
+  r->is_head = r->method == HTTP_HEAD;
+  luaL_setmetatable(L, "owinlua.Request");
+  int ri = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->keys_ref);
+  int K = lua_gettop(L);
+  lua_createtable(L, 0, 12);
+  int env = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->env_mt_ref);
+  lua_setmetatable(L, env);
+  lua_pushvalue(L, ri);
+  lua_rawsetp(L, env, &req_key);
+#define SETK(k) (lua_rawgeti(L, K, (k)), lua_insert(L, -2), lua_rawset(L, env))
+  lua_rawgeti(L, K, V_HTTP);
+  SETK(K_SCHEME);
+  lua_pushstring(L, llhttp_method_name((llhttp_method_t)r->method));
+  SETK(K_METHOD);
+  lua_rawgeti(L, K, V_EMPTY);
+  SETK(K_PATHBASE);
+  pushtarget(L, head + f[0], f[1]);   /* path, query */
+  SETK(K_QUERY);
+  SETK(K_PATH);
+  lua_rawgeti(L, K, r->http_minor == 0 ? V_HTTP10 : V_HTTP11);
+  SETK(K_PROTOCOL);
+  lua_rawgeti(L, K, V_V10);
+  SETK(K_VERSION);
+  owl_headers_new(L, (int)(nf / 2));
+  int h = lua_gettop(L);
+  for (size_t i = 1; i + 1 < nf; i += 2) {
+    const char *name = head + f[2 * i];
+    size_t nlen = f[2 * i + 1];
+    const char *v = head + f[2 * i + 2];
+    size_t vlen = f[2 * i + 3];
+    while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+      vlen--;                       /* trailing OWS is not part of the value */
+    owl_headers_add(L, h, name, nlen, v, vlen);
+    if (nlen == 6 && memcmp(name, "expect", 6) == 0 && r->http_minor == 1 &&
+        ieq(v, vlen, "100-continue"))
+      r->expect_continue = 1;
+  }
+  SETK(K_REQHEADERS);
+  owl_stream_push(L, r, 0);
+  SETK(K_REQBODY);
+  owl_stream_push(L, r, 1);
+  SETK(K_RESPBODY);
+  owl_headers_new(L, 4);
+  lua_setiuservalue(L, ri, UV_RESPH);
+  lua_pushvalue(L, env);
+  lua_setiuservalue(L, ri, UV_ENV);
+#undef SETK
+  lua_settop(L, ri);
+  r->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  r->conn = c;
+  c->req = r;
+  c->keepalive = llhttp_should_keep_alive(&c->parser) && !s->stopping;
+  return 0;
+}
+
+
+/*
+** Builds the request from the head collected in c and makes it c->req.
+** Returns 0, or -1 when Lua ran out of memory (logged).
+*/
+int owl_req_begin (owl_conn_t *c) {
+  lua_State *L = c->srv->L;
+  lua_pushcfunction(L, begin);
+  lua_pushlightuserdata(L, c);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    fprintf(stderr, "owinlua: cannot build request: %s\n", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return -1;
+  }
+  c->head.len = 0;
+  c->fields.len = 0;
+  return 0;
+}
+/* }====== */
+
+
+/* {====== response headers */
+
+static void appendf (lua_State *L, owl_buf_t *b, const char *fmt, ...) {
+  char tmp[128];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+  va_end(ap);
+  if (owl_buf_append(b, tmp, (size_t)n))
+    luaL_error(L, "not enough memory");
+}
+
+
+static void append (lua_State *L, owl_buf_t *b, const char *p, size_t n) {
+  if (owl_buf_append(b, p, n))
+    luaL_error(L, "not enough memory");
+}
+
+
+static void checkfield (lua_State *L, const char *name, const char *v, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (v[i] == '\r' || v[i] == '\n' || v[i] == 0)
+      luaL_error(L, "invalid value for response header '%s': CR, LF and NUL are "
+                 "not allowed", name);
+}
+
+
+/* Parses the app's Content-Length (values array on top); -1 if absent. */
+static int64_t app_length (lua_State *L) {
+  int64_t len = -1;
+  if (lua_istable(L, -1)) {
+    lua_Integer n = luaL_len(L, -1);
+    for (lua_Integer i = 1; i <= n; i++) {
+      size_t sl;
+      lua_geti(L, -1, i);
+      const char *s = lua_tolstring(L, -1, &sl);
+      int64_t v = 0;
+      if (s == NULL || sl == 0 || sl > 18)
+        luaL_error(L, "invalid Content-Length response header");
+      for (size_t k = 0; k < sl; k++) {
+        if (s[k] < '0' || s[k] > '9')
+          luaL_error(L, "invalid Content-Length response header '%s'", s);
+        v = v * 10 + (s[k] - '0');
+      }
+      if (len >= 0 && v != len)
+        luaL_error(L, "conflicting Content-Length response headers");
+      len = v;
+      lua_pop(L, 1);
+    }
+  }
+  return len;
+}
+
+
+/*
+** Headers are sent now as far as the app is concerned: run the
+** OnSendingHeaders callbacks (last registered first), then freeze status
+** and headers.  Runs in the request's coroutine; errors propagate to it.
+*/
+void owl_req_commit (lua_State *L, owl_req_t *r) {
+  if (r->committed)
+    return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref);
+  int ri = lua_gettop(L);
+  if (lua_getiuservalue(L, ri, UV_ONSEND) == LUA_TTABLE) {
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+    lua_pushnil(L);
+    lua_setiuservalue(L, ri, UV_ONSEND);    /* each runs once */
+    for (lua_Integer i = n - 1; i >= 1; i -= 2) {
+      lua_rawgeti(L, -1, i);
+      lua_rawgeti(L, -2, i + 1);
+      lua_call(L, 1, 0);
+    }
+  }
+  lua_pop(L, 1);
+  r->committed = 1;
+  lua_getiuservalue(L, ri, UV_RESPH);
+  owl_headers_freeze(L, -1);
+  owl_headers_rawget(L, -1, "content-length", 14);
+  r->content_length = app_length(L);
+  lua_pop(L, 1);
+  owl_headers_rawget(L, -1, "connection", 10);
+  if (lua_istable(L, -1)) {
+    lua_Integer n = luaL_len(L, -1);
+    for (lua_Integer i = 1; i <= n; i++) {
+      size_t sl;
+      lua_geti(L, -1, i);
+      const char *s = lua_tolstring(L, -1, &sl);
+      if (s && ieq(s, sl, "close") && r->conn)
+        r->conn->keepalive = 0;
+      lua_pop(L, 1);
+    }
+  }
+  lua_settop(L, ri - 1);
+  int st = r->status;
+  r->no_body = r->is_head || st < 200 || st == 204 || st == 304;
+}
+
+
+/*
+** Writes the status line and headers in front of the held body.  final:
+** the app has finished, so the whole body is the held bytes.
+*/
+void owl_req_serialize (lua_State *L, owl_req_t *r, int final) {
+  owl_conn_t *c = r->conn;
+  owl_server_t *s = &owl_srv;
+  owl_buf_t *b = &s->hbuf;
+  int hasdate = 0, hasserver = 0;
+  if (c == NULL) {
+    r->serialized = 1;
+    return;
+  }
+  b->len = 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref);
+  int ri = lua_gettop(L);
+  lua_getiuservalue(L, ri, UV_REASON);
+  size_t rl = 0;
+  const char *reason = lua_tolstring(L, -1, &rl);
+  if (reason == NULL) {
+    reason = owl_reason(r->status);
+    rl = strlen(reason);
+  }
+  appendf(L, b, "HTTP/1.1 %d ", r->status);
+  append(L, b, reason, rl);
+  append(L, b, "\r\n", 2);
+  lua_pop(L, 1);
+  lua_getiuservalue(L, ri, UV_RESPH);
+  owl_headers_store(L, -1);                 /* store, names */
+  int names = lua_gettop(L), store = names - 1;
+  lua_pushnil(L);
+  while (lua_next(L, store)) {
+    size_t nl;
+    const char *lname = lua_tolstring(L, -2, &nl);
+    const char *name = lname;
+    if (ieq(lname, nl, "content-length") || ieq(lname, nl, "transfer-encoding") ||
+        ieq(lname, nl, "connection")) {
+      lua_pop(L, 1);                        /* framing is the server's */
+      continue;
+    }
+    if (ieq(lname, nl, "date"))
+      hasdate = 1;
+    else if (ieq(lname, nl, "server"))
+      hasserver = 1;
+    if (lua_istable(L, names)) {
+      lua_pushvalue(L, -2);
+      if (lua_rawget(L, names) == LUA_TSTRING)
+        name = lua_tolstring(L, -1, &nl);
+      lua_pop(L, 1);                        /* still anchored by names */
+    }
+    int vt = lua_type(L, -1);
+    lua_Integer n = vt == LUA_TTABLE ? (lua_Integer)lua_rawlen(L, -1) : 1;
+    for (lua_Integer i = 1; i <= n; i++) {
+      size_t vl;
+      if (vt == LUA_TTABLE)
+        lua_rawgeti(L, -1, i);
+      else
+        lua_pushvalue(L, -1);
+      const char *v = lua_tolstring(L, -1, &vl);
+      if (v == NULL)
+        luaL_error(L, "value of response header '%s' must be a string", name);
+      checkfield(L, name, v, vl);
+      append(L, b, name, nl);
+      append(L, b, ": ", 2);
+      append(L, b, v, vl);
+      append(L, b, "\r\n", 2);
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  lua_settop(L, ri - 1);
+  if (!hasdate) {
+    owl_server_date(s);
+    append(L, b, "Date: ", 6);
+    append(L, b, s->date, 29);
+    append(L, b, "\r\n", 2);
+  }
+  if (!hasserver && s->opt.server_name[0])
+    appendf(L, b, "Server: %s\r\n", s->opt.server_name);
+  int st = r->status;
+  int chunk = 0;
+  if (r->content_length >= 0) {
+    if (st != 204 && !(st >= 100 && st < 200))
+      appendf(L, b, "Content-Length: %" PRId64 "\r\n", r->content_length);
+  }
+  else if (final) {
+    if (st != 204 && st != 304 && st >= 200)
+      appendf(L, b, "Content-Length: %" PRIu64 "\r\n", r->written);
+  }
+  else if (r->http_minor >= 1) {
+    if (st != 204 && st != 304 && st >= 200)
+      append(L, b, "Transfer-Encoding: chunked\r\n", 28);
+    r->chunked = !r->no_body;
+    chunk = r->chunked && c->held > 0;
+  }
+  else {
+    r->until_close = 1;
+    c->keepalive = 0;
+  }
+  if (!c->keepalive || s->stopping) {
+    c->keepalive = 0;
+    append(L, b, "Connection: close\r\n", 19);
+  }
+  else if (r->http_minor == 0)
+    append(L, b, "Connection: keep-alive\r\n", 24);
+  append(L, b, "\r\n", 2);
+  size_t held = c->held;
+  if (chunk)
+    appendf(L, b, "%zx\r\n", held);
+  if (owl_conn_unhold(c, b->base, b->len) ||
+      (chunk && owl_buf_append(&c->out, "\r\n", 2)))
+    luaL_error(L, "not enough memory");
+  r->serialized = 1;
+  r->wire = 1;
+}
+
+
+/*
+** Appends n bytes of response body.  Runs in a coroutine (may raise).
+** Returns 0 or a libuv error when the connection is gone.
+*/
+int owl_req_body_write (lua_State *L, owl_req_t *r, const char *p, size_t n) {
+  owl_req_commit(L, r);
+  if (r->content_length >= 0 && !r->no_body &&
+      r->written + n > (uint64_t)r->content_length)
+    return luaL_error(L, "response body exceeds its Content-Length (%d bytes)",
+                      (int)r->content_length);
+  r->written += n;
+  owl_conn_t *c = r->conn;
+  if (c == NULL)
+    return UV_EPIPE;
+  if (r->no_body || n == 0)
+    return 0;
+  if (!r->serialized) {
+    if (c->held + n <= OWL_FIRST_BUF) {
+      if (owl_buf_append(&c->out, p, n))
+        return luaL_error(L, "not enough memory");
+      c->held += n;
+      return 0;
+    }
+    owl_req_serialize(L, r, 0);
+  }
+  if (r->chunked) {
+    char hex[24];
+    int hl = snprintf(hex, sizeof hex, "%zx\r\n", n);
+    if (owl_buf_reserve(&c->out, (size_t)hl + n + 2))
+      return luaL_error(L, "not enough memory");
+    owl_buf_append(&c->out, hex, (size_t)hl);
+    owl_buf_append(&c->out, p, n);
+    owl_buf_append(&c->out, "\r\n", 2);
+  }
+  else if (owl_buf_append(&c->out, p, n))
+    return luaL_error(L, "not enough memory");
+  return 0;
+}
+
+
+/* Sends "100 Continue" before the first read of an expecting request. */
+void owl_req_continue (owl_req_t *r) {
+  static const char msg[] = "HTTP/1.1 100 Continue\r\n\r\n";
+  owl_conn_t *c = r->conn;
+  r->continue_sent = 1;
+  if (c == NULL || r->serialized)
+    return;
+  if (owl_buf_insert(&c->out, c->out.len - c->held, msg, sizeof msg - 1) == 0)
+    owl_conn_flush(c);
+}
+
+
+/*
+** The app returned: headers out (if they never were), body framed to its
+** end.  Runs in the coroutine (errors become a 500 while nothing is sent).
+*/
+static void finish (lua_State *L, owl_req_t *r) {
+  owl_req_commit(L, r);
+  if (r->content_length >= 0 && !r->no_body &&
+      r->written != (uint64_t)r->content_length) {
+    if (!r->wire)
+      luaL_error(L, "response body is shorter than its Content-Length "
+                 "(%d of %d bytes)", (int)r->written, (int)r->content_length);
+    r->abort = 1;                           /* too late: cut the connection */
+  }
+  if (!r->serialized)
+    owl_req_serialize(L, r, 1);
+  else if (r->chunked && r->conn && !r->abort &&
+           owl_buf_append(&r->conn->out, "0\r\n\r\n", 5))
+    luaL_error(L, "not enough memory");
+  r->finished = 1;
+}
+/* }====== */
+
+
+/* {====== the coroutine */
+
+static int main_k (lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  finish(L, (owl_req_t *)ctx);
+  return 0;
+}
+
+
+/* Coroutine body: [app, env, request(light)] */
+static int req_main (lua_State *L) {
+  owl_req_t *r = lua_touserdata(L, 3);
+  lua_settop(L, 2);
+  lua_callk(L, 1, 0, (lua_KContext)r, main_k);
+  return main_k(L, LUA_OK, (lua_KContext)r);
+}
+
+
+static void log_error (owl_req_t *r, const char *what, const char *msg) {
+  char ts[32];
+  time_t now = time(NULL);
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  fprintf(stderr, "%s [error] [%" PRIu64 "] %s: %s\n", ts, r->id, what, msg);
+  fflush(stderr);
+}
+
+
+/* Gives the coroutine back to the pool and releases the request. */
+static void req_end (owl_req_t *r, int status) {
+  owl_server_t *s = &owl_srv;
+  lua_State *L = s->L;
+  lua_State *co = r->task.co;
+  owl_conn_t *c = r->conn;
+  r->finished = 1;
+  *(owl_task_t **)lua_getextraspace(co) = NULL;
+  if (status == LUA_OK)
+    lua_settop(co, 0);
+  else
+    lua_resetthread(co);
+  if (s->npool < OWL_POOL_MAX) {
+    s->pool[s->npool] = co;
+    s->pool_ref[s->npool++] = r->task.co_ref;
+  }
+  else
+    luaL_unref(L, LUA_REGISTRYINDEX, r->task.co_ref);
+  r->task.co = NULL;
+  r->task.co_ref = LUA_NOREF;
+  owl_buf_free(&r->body);
+  luaL_unref(L, LUA_REGISTRYINDEX, r->ref);
+  r->ref = LUA_NOREF;
+  if (c != NULL) {
+    r->conn = NULL;
+    c->req = NULL;
+    int keep = c->keepalive && r->body_done && !r->until_close && !r->abort &&
+               !s->stopping;
+    owl_conn_request_done(c, keep);
+  }
+}
+
+
+/* After each resume of a request's coroutine. */
+static void req_after (owl_task_t *t, int status) {
+  owl_req_t *r = (owl_req_t *)t;
+  owl_server_t *s = &owl_srv;
+  lua_State *L = s->L;
+  owl_conn_t *c = r->conn;
+  if (status == LUA_YIELD) {
+    if (t->wait != OWL_WAIT_NONE) {
+      if (c && !c->in_drive)
+        owl_conn_continue(c);
+      return;
+    }
+    lua_pushliteral(t->co, "the request's coroutine yielded outside owinlua's API "
+                    "(coroutine.yield in app code?)");
+    status = LUA_ERRRUN;
+  }
+  if (status != LUA_OK) {
+    const char *msg = lua_tostring(t->co, -1);
+    luaL_traceback(L, t->co, msg ? msg : "(error object is not a string)", 0);
+    const char *tb = lua_tostring(L, -1);
+    log_error(r, "app error", tb);
+    if (c != NULL && !r->wire) {
+      c->out.len -= c->held;
+      c->held = 0;
+      if (!r->body_done)
+        c->keepalive = 0;
+      if (s->opt.dev)
+        owl_conn_canned(c, 500, tb, strlen(tb), !c->keepalive);
+      else {
+        static const char body[] = "500 Internal Server Error\n";
+        owl_conn_canned(c, 500, body, sizeof body - 1, !c->keepalive);
+      }
+    }
+    else
+      r->abort = 1;
+    lua_pop(L, 1);
+  }
+  else if (r->abort)
+    log_error(r, "app error", "response body is shorter than its Content-Length");
+  req_end(r, status);
+}
+
+
+static lua_State *pool_get (owl_server_t *s, int *ref) {
+  if (s->npool > 0) {
+    s->npool--;
+    *ref = s->pool_ref[s->npool];
+    return s->pool[s->npool];
+  }
+  lua_State *co = lua_newthread(s->L);
+  *ref = luaL_ref(s->L, LUA_REGISTRYINDEX);
+  return co;
+}
+
+
+void owl_req_start (owl_req_t *r) {
+  owl_server_t *s = &owl_srv;
+  lua_State *co = pool_get(s, &r->task.co_ref);
+  r->started = 1;
+  r->task.co = co;
+  r->task.after = req_after;
+  *(owl_task_t **)lua_getextraspace(co) = &r->task;
+  lua_pushcfunction(co, req_main);
+  lua_rawgeti(co, LUA_REGISTRYINDEX, s->app_ref);
+  lua_rawgeti(co, LUA_REGISTRYINDEX, r->ref);
+  lua_getiuservalue(co, -1, UV_ENV);
+  lua_remove(co, -2);
+  lua_pushlightuserdata(co, r);
+  owl_task_resume(&r->task, 3);
+}
+
+
+void owl_req_wake_reader (owl_req_t *r) {
+  if (r->task.wait == OWL_WAIT_READ)
+    owl_task_resume(&r->task, 0);
+}
+
+
+void owl_req_wake_writer (owl_req_t *r) {
+  if (r->task.wait == OWL_WAIT_DRAIN)
+    owl_task_resume(&r->task, 0);
+}
+
+
+void owl_req_cancel (owl_req_t *r) {
+  lua_State *L = owl_srv.L;
+  r->cancelled = 1;
+  if (r->ref == LUA_NOREF)
+    return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref);
+  if (lua_getiuservalue(L, -1, UV_CANCEL) == LUA_TTABLE)
+    owl_token_fire(L, -1);
+  lua_pop(L, 2);
+}
+
+
+void owl_req_detach (owl_req_t *r, int err) {
+  r->conn = NULL;
+  if (!r->body_done && r->read_err == 0)
+    r->read_err = err;
+  if (r->finished)
+    return;
+  owl_req_cancel(r);
+  if (r->task.wait == OWL_WAIT_READ || r->task.wait == OWL_WAIT_DRAIN)
+    owl_task_resume(&r->task, 0);
+}
+/* }====== */
+
+
+/* {====== env metatable */
+
+/* OnSendingHeaders(callback, state): upvalue 1 is the request. */
+static int on_sending (lua_State *L) {
+  owl_req_t *r = checkreq(L, lua_upvalueindex(1));
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (r->committed)
+    return luaL_error(L, "server.OnSendingHeaders: headers already sent");
+  if (lua_getiuservalue(L, lua_upvalueindex(1), UV_ONSEND) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 4, 0);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, lua_upvalueindex(1), UV_ONSEND);
+  }
+  lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, -2, n + 1);
+  lua_pushvalue(L, 2);
+  lua_rawseti(L, -2, n + 2);
+  return 0;
+}
+
+
+static void setaddr (lua_State *L, int env, int K, int kip, int kport,
+                     const struct sockaddr_storage *ss, int ok) {
+  char ip[64] = "";
+  int port = 0;
+  if (ok && ss->ss_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+    uv_ip4_name(a, ip, sizeof ip);
+    port = ntohs(a->sin_port);
+  }
+  else if (ok && ss->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+    uv_ip6_name(a, ip, sizeof ip);
+    port = ntohs(a->sin6_port);
+  }
+  lua_rawgeti(L, K, kip);
+  lua_pushstring(L, ip);
+  lua_rawset(L, env);
+  lua_rawgeti(L, K, kport);
+  if (port)
+    lua_pushfstring(L, "%d", port);
+  else
+    lua_pushliteral(L, "");
+  lua_rawset(L, env);
+}
+
+
+/* Stores the server.* address keys in the env at idx. */
+static void addresses (lua_State *L, int env, owl_req_t *r) {
+  struct sockaddr_storage peer, self;
+  int lp = sizeof peer, ls = sizeof self;
+  int okp = 0, oks = 0, local = 0;
+  owl_conn_t *c = r->conn;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, owl_srv.keys_ref);
+  int K = lua_gettop(L);
+  if (c && !c->is_pipe) {
+    okp = uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&peer, &lp) == 0;
+    oks = uv_tcp_getsockname(&c->h.tcp, (struct sockaddr *)&self, &ls) == 0;
+  }
+  setaddr(L, env, K, K_REMOTEIP, K_REMOTEPORT, &peer, okp);
+  setaddr(L, env, K, K_LOCALIP, K_LOCALPORT, &self, oks);
+  if (c && c->is_pipe)
+    local = 1;
+  else if (okp && oks) {
+    lua_rawgeti(L, K, K_REMOTEIP);
+    lua_rawget(L, env);
+    lua_rawgeti(L, K, K_LOCALIP);
+    lua_rawget(L, env);
+    local = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+  }
+  lua_rawgeti(L, K, K_ISLOCAL);
+  lua_pushboolean(L, local);
+  lua_rawset(L, env);
+  lua_pop(L, 1);
+}
+
+
+/* Pushes the value of virtual or lazy key id for the env at 1. */
+static void pushvirtual (lua_State *L, owl_req_t *r, int id) {
+  lua_rawgetp(L, 1, &req_key);
+  int ri = lua_gettop(L);
+  switch (id) {
+    case K_STATUS:
+      lua_pushinteger(L, r->status);
+      break;
+    case K_REASON:
+      lua_getiuservalue(L, ri, UV_REASON);
+      break;
+    case K_RESPHEADERS:
+      lua_getiuservalue(L, ri, UV_RESPH);
+      break;
+    case K_REQID: {
+      char buf[32];
+      snprintf(buf, sizeof buf, "%" PRIu64, r->id);
+      lua_pushstring(L, buf);
+      break;
+    }
+    case K_CANCEL:
+      if (lua_getiuservalue(L, ri, UV_CANCEL) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        owl_token_new(L);
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, ri, UV_CANCEL);
+        if (r->cancelled)
+          owl_token_fire(L, -1);
+      }
+      break;
+    case K_ONSENDING:
+      lua_pushvalue(L, ri);
+      lua_pushcclosure(L, on_sending, 1);
+      break;
+    case K_DISPOSING:
+      lua_rawgeti(L, LUA_REGISTRYINDEX, owl_srv.disposing_ref);
+      break;
+    default:                                /* server.* addresses */
+      addresses(L, 1, r);
+      lua_pushvalue(L, 2);
+      lua_rawget(L, 1);
+      break;
+  }
+  lua_remove(L, ri);
+}
+
+
+/* __index(env, key); upvalue 1: key string -> id */
+static int env_index (lua_State *L) {
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNUMBER)
+    return 1;                               /* nil */
+  int id = (int)lua_tointeger(L, -1);
+  owl_req_t *r = envreq(L, 1);
+  if (r == NULL)
+    return 0;
+  pushvirtual(L, r, id);
+  if (id > K_RESPHEADERS && id != K_CANCEL) {
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, 1);                       /* made once */
+  }
+  return 1;
+}
+
+
+static void sent_error (lua_State *L, const char *key) {
+  luaL_error(L, "headers already sent: cannot change %s", key);
+}
+
+
+/* __newindex(env, key, value) */
+static int env_newindex (lua_State *L) {
+  lua_pushvalue(L, 2);
+  int id = lua_rawget(L, lua_upvalueindex(1)) == LUA_TNUMBER ?
+           (int)lua_tointeger(L, -1) : 0;
+  lua_pop(L, 1);
+  owl_req_t *r = envreq(L, 1);
+  if (r == NULL || id < K_STATUS || id > K_RESPHEADERS) {
+    lua_rawset(L, 1);
+    return 0;
+  }
+  if (r->committed)
+    sent_error(L, lua_tostring(L, 2));
+  pushreqof(L, 1);
+  int ri = lua_gettop(L);
+  switch (id) {
+    case K_STATUS: {
+      int isnum;
+      lua_Integer st = lua_tointegerx(L, 3, &isnum);
+      if (!isnum || st < 100 || st > 999)
+        return luaL_error(L, "owin.ResponseStatusCode must be an integer from 100 "
+                          "to 999, got %s", luaL_tolstring(L, 3, NULL));
+      r->status = (int)st;
+      break;
+    }
+    case K_REASON:
+      if (!lua_isnil(L, 3)) {
+        size_t n;
+        const char *s = luaL_tolstring(L, 3, &n);
+        for (size_t i = 0; i < n; i++)
+          if (s[i] == '\r' || s[i] == '\n' || s[i] == 0)
+            return luaL_error(L, "owin.ResponseReasonPhrase: CR, LF and NUL are "
+                              "not allowed");
+        lua_replace(L, 3);
+      }
+      lua_pushvalue(L, 3);
+      lua_setiuservalue(L, ri, UV_REASON);
+      break;
+    case K_RESPHEADERS:
+      luaL_argexpected(L, lua_istable(L, 3), 3, "table");
+      if (!owl_headers_is(L, 3)) {
+        owl_headers_from(L, 3);
+        lua_replace(L, 3);
+      }
+      lua_pushvalue(L, 3);
+      lua_setiuservalue(L, ri, UV_RESPH);
+      break;
+  }
+  return 0;
+}
+
+
+/*
+** pairs(env) iterator: the raw keys, then the virtual and lazy ones that
+** are not stored yet.  upvalue 1: key -> id; upvalue 2: keys array.
+*/
+static int env_next (lua_State *L) {
+  int id = 0;
+  lua_settop(L, 2);
+  if (!lua_isnil(L, 2)) {
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(1)) == LUA_TNUMBER)
+      id = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    if (id >= K_STATUS) {
+      lua_pushvalue(L, 2);
+      if (lua_rawget(L, 1) != LUA_TNIL)
+        id = 0;                             /* a lazy key already stored */
+      lua_pop(L, 1);
+    }
+    else
+      id = 0;
+  }
+  if (id == 0) {
+    lua_pushvalue(L, 2);
+    while (lua_next(L, 1)) {
+      if (lua_type(L, -2) != LUA_TLIGHTUSERDATA)
+        return 2;
+      lua_pop(L, 1);                        /* skip the hidden request slot */
+    }
+    id = K_STATUS - 1;
+  }
+  owl_req_t *r = envreq(L, 1);
+  for (id = id + 1; r != NULL && id <= K_LAST; id++) {
+    lua_rawgeti(L, lua_upvalueindex(2), id);  /* key */
+    lua_pushvalue(L, -1);
+    if (id > K_RESPHEADERS && lua_rawget(L, 1) != LUA_TNIL) {
+      lua_pop(L, 2);
+      continue;                             /* listed with the raw keys */
+    }
+    lua_pop(L, 1);
+    lua_replace(L, 2);
+    pushvirtual(L, r, id);
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      continue;
+    }
+    return 2;
+  }
+  return 0;
+}
+
+
+static int env_pairs (lua_State *L) {
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_pushcclosure(L, env_next, 2);
+  lua_pushvalue(L, 1);
+  lua_pushnil(L);
+  return 3;
+}
+
+
+static int req_gc (lua_State *L) {
+  owl_req_t *r = lua_touserdata(L, 1);
+  owl_buf_free(&r->body);
+  return 0;
+}
+
+
+static int req_tostring (lua_State *L) {
+  owl_req_t *r = checkreq(L, 1);
+  lua_pushfstring(L, "owinlua.Request: %d", (int)r->id);
+  return 1;
+}
+
+
+/* Lua: core.env() -> the env of the request running in this coroutine */
+static int l_env (lua_State *L) {
+  owl_task_t *t = owl_task_of(L);
+  owl_req_t *r = (owl_req_t *)t;
+  if (t == NULL || r->ref == LUA_NOREF)
+    return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref);
+  lua_getiuservalue(L, -1, UV_ENV);
+  return 1;
+}
+
+
+/* Lua: owin.keys() -> array of every key an env can hold */
+static int l_keys (lua_State *L) {
+  lua_createtable(L, K_LAST, 0);
+  for (int i = 1; i <= K_LAST; i++) {
+    lua_pushstring(L, keynames[i]);
+    lua_rawseti(L, -2, i);
+  }
+  return 1;
+}
+
+
+/*
+** Creates the keys array, the env metatable and the request metatable;
+** adds keys() to the module table on top.
+*/
+void owl_open_request (lua_State *L) {
+  owl_server_t *s = &owl_srv;
+  lua_createtable(L, V_NKEYS, 0);
+  for (int i = 1; i <= V_NKEYS; i++) {
+    lua_pushstring(L, keynames[i]);
+    lua_rawseti(L, -2, i);
+  }
+  int K = lua_gettop(L);
+  lua_pushvalue(L, K);
+  s->keys_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_createtable(L, 0, K_LAST);            /* key -> id for virtual/lazy */
+  for (int i = K_STATUS; i <= K_LAST; i++) {
+    lua_rawgeti(L, K, i);
+    lua_pushinteger(L, i);
+    lua_rawset(L, -3);
+  }
+  int ids = lua_gettop(L);
+  lua_createtable(L, 0, 4);                 /* env metatable */
+  lua_pushvalue(L, ids);
+  lua_pushcclosure(L, env_index, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pushvalue(L, ids);
+  lua_pushcclosure(L, env_newindex, 1);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushvalue(L, ids);
+  lua_pushvalue(L, K);
+  lua_pushcclosure(L, env_pairs, 2);
+  lua_setfield(L, -2, "__pairs");
+  lua_pushliteral(L, "owin.env");
+  lua_setfield(L, -2, "__name");
+  s->env_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pop(L, 2);                            /* ids, K */
+  luaL_newmetatable(L, "owinlua.Request");
+  lua_pushcfunction(L, req_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, req_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+  lua_pushcfunction(L, l_keys);
+  lua_setfield(L, -2, "keys");
+  lua_pushcfunction(L, l_env);
+  lua_setfield(L, -2, "env");
+}

@@ -1,0 +1,211 @@
+/*
+** The runtime around the app: tasks (coroutines the loop resumes),
+** owin.now, owin.sleep, cancellation tokens and the current request id.
+**
+** A task's coroutine carries a pointer to its task in the thread's extra
+** space (lua_getextraspace), so a C function that must wait can find what
+** to resume from the lua_State it runs in.
+*/
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "owl.h"
+
+
+static const char token_mt = 0;     /* registry key of the token metatable */
+static const char cbs_key = 0;      /* token[&cbs_key] = { callbacks } */
+
+
+/* {====== tasks */
+
+owl_task_t *owl_task_of (lua_State *L) {
+  return *(owl_task_t **)lua_getextraspace(L);
+}
+
+
+void owl_task_resume (owl_task_t *t, int nargs) {
+  int nres = 0;
+  lua_State *co = t->co;
+  t->wait = OWL_WAIT_NONE;
+  int status = lua_resume(co, owl_srv.L, nargs, &nres);
+  if (status == LUA_OK || status == LUA_YIELD)
+    lua_pop(co, nres);
+  t->after(t, status);
+}
+/* }====== */
+
+
+/* {====== owin.now, owin.sleep */
+
+static int l_now (lua_State *L) {
+  lua_pushnumber(L, (lua_Number)uv_hrtime() / 1e9);
+  return 1;
+}
+
+
+/* An owin.sleep timer; timer.data is &sleep_tag so teardown can tell it. */
+typedef struct owl_sleep {
+  uv_timer_t timer;
+  owl_task_t *task;
+} owl_sleep_t;
+
+static const char sleep_tag = 0;
+
+
+static void on_sleep_close (uv_handle_t *h) {
+  free(h);                                  /* the timer is the first member */
+}
+
+
+int owl_sleep_dispose (uv_handle_t *h) {
+  if (h->data != &sleep_tag)
+    return 0;
+  uv_close(h, on_sleep_close);
+  return 1;
+}
+
+
+static void on_sleep (uv_timer_t *tm) {
+  owl_task_t *t = ((owl_sleep_t *)tm)->task;
+  uv_close((uv_handle_t *)tm, on_sleep_close);
+  owl_task_resume(t, 0);
+}
+
+
+static int sleep_k (lua_State *L, int status, lua_KContext ctx) {
+  (void)L; (void)status; (void)ctx;
+  return 0;
+}
+
+
+/* owin.sleep(seconds): yields the request's coroutine for that long. */
+static int l_sleep (lua_State *L) {
+  lua_Number s = luaL_checknumber(L, 1);
+  luaL_argcheck(L, s >= 0 && s < 1e9, 1, "must be a number of seconds from 0");
+  owl_task_t *t = owl_task_of(L);
+  if (t == NULL || !lua_isyieldable(L))
+    return luaL_error(L, "owin.sleep: not inside a request's coroutine");
+  owl_sleep_t *sl = malloc(sizeof *sl);
+  if (sl == NULL)
+    return luaL_error(L, "not enough memory");
+  uv_timer_init(owl_srv.loop, &sl->timer);
+  sl->timer.data = (void *)&sleep_tag;
+  sl->task = t;
+  uv_timer_start(&sl->timer, on_sleep, (uint64_t)(s * 1000 + 0.5), 0);
+  t->wait = OWL_WAIT_SLEEP;
+  return lua_yieldk(L, 0, 0, sleep_k);
+}
+
+
+/* owin.request_id() -> the id of the request running now, or nil */
+static int l_request_id (lua_State *L) {
+  owl_task_t *t = owl_task_of(L);
+  if (t == NULL)
+    return 0;
+  lua_pushinteger(L, (lua_Integer)((owl_req_t *)t)->id);
+  return 1;
+}
+/* }====== */
+
+
+/* {====== cancellation tokens */
+
+/* token:register(fn): fn() runs when the token fires (at once if it has). */
+static int t_register (lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_getfield(L, 1, "cancelled");
+  if (lua_toboolean(L, -1)) {
+    lua_pushvalue(L, 2);
+    lua_call(L, 0, 0);
+    return 0;
+  }
+  if (lua_rawgetp(L, 1, &cbs_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, 1, &cbs_key);
+  }
+  lua_pushvalue(L, 2);
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  return 0;
+}
+
+
+void owl_token_new (lua_State *L) {
+  lua_createtable(L, 0, 2);
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "cancelled");
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &token_mt);
+  lua_setmetatable(L, -2);
+}
+
+
+/*
+** Fires the token at idx: cancelled = true, then every callback in the
+** order registered; an error in one is logged and the others still run.
+*/
+void owl_token_fire (lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  lua_getfield(L, idx, "cancelled");
+  int done = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (done)
+    return;
+  lua_pushboolean(L, 1);
+  lua_setfield(L, idx, "cancelled");
+  if (lua_rawgetp(L, idx, &cbs_key) == LUA_TTABLE) {
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+    for (lua_Integer i = 1; i <= n; i++) {
+      lua_rawgeti(L, -1, i);
+      if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+        fprintf(stderr, "owinlua: error in a cancellation callback: %s\n",
+                lua_tostring(L, -1));
+        lua_pop(L, 1);
+      }
+    }
+  }
+  lua_pop(L, 1);
+  lua_pushnil(L);
+  lua_rawsetp(L, idx, &cbs_key);
+}
+
+
+/* owin.token() -> a new token; token:cancel() fires it (for tests, apps) */
+static int l_token (lua_State *L) {
+  owl_token_new(L);
+  return 1;
+}
+
+
+static int t_cancel (lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  owl_token_fire(L, 1);
+  return 0;
+}
+/* }====== */
+
+
+void owl_open_runtime (lua_State *L) {
+  static const luaL_Reg token_m[] = {
+    {"register", t_register},
+    {"cancel", t_cancel},
+    {NULL, NULL}
+  };
+  static const luaL_Reg funcs[] = {
+    {"now", l_now},
+    {"sleep", l_sleep},
+    {"request_id", l_request_id},
+    {"token", l_token},
+    {NULL, NULL}
+  };
+  lua_createtable(L, 0, 3);                 /* token metatable */
+  lua_newtable(L);
+  luaL_setfuncs(L, token_m, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pushliteral(L, "owin.CancellationToken");
+  lua_setfield(L, -2, "__name");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &token_mt);
+  luaL_setfuncs(L, funcs, 0);               /* into the module table */
+}

@@ -1,0 +1,372 @@
+/*
+** Server state: listeners, live connections, options, the Date cache,
+** graceful shutdown; and the owin.core module that the Lua side drives.
+*/
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "owl.h"
+
+
+owl_server_t owl_srv;
+
+
+/* {====== status reasons and the Date header */
+
+const char *owl_reason (int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
+    case 417: return "Expectation Failed";
+    case 422: return "Unprocessable Content";
+    case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "";
+  }
+}
+
+
+/* Keeps s->date (IMF-fixdate) current; formats at most once a second. */
+void owl_server_date (owl_server_t *s) {
+  static const char *const days[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+  static const char *const months[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+  time_t now = time(NULL);
+  if ((uint64_t)now == s->date_sec)
+    return;
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  snprintf(s->date, sizeof s->date, "%s, %02d %s %04d %02d:%02d:%02d GMT",
+           days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900,
+           tm.tm_hour, tm.tm_min, tm.tm_sec);
+  s->date_sec = (uint64_t)now;
+}
+/* }====== */
+
+
+/* {====== listeners */
+
+static void on_connection (uv_stream_t *l, int status) {
+  if (status < 0)
+    return;
+  owl_conn_accept(l);
+}
+
+
+static int add_listener (owl_server_t *s, uv_stream_t *h) {
+  uv_stream_t **l = realloc(s->listeners, (size_t)(s->nlisteners + 1) * sizeof *l);
+  if (l == NULL)
+    return UV_ENOMEM;
+  s->listeners = l;
+  l[s->nlisteners++] = h;
+  return 0;
+}
+
+
+static void free_handle (uv_handle_t *h) {
+  free(h);
+}
+
+
+/*
+** Binds and listens on spec ("host:port", "[v6]:port", "unix:/path"); writes
+** the address to print into out.  Returns 0 or a libuv error (negative), or
+** UV_EINVAL for a spec that cannot be parsed.
+*/
+int owl_server_listen (owl_server_t *s, const char *spec, char *out, size_t outlen) {
+  int err;
+  if (strncmp(spec, "unix:", 5) == 0) {
+    const char *path = spec + 5;
+    struct stat st;
+    uv_pipe_t *p = malloc(sizeof *p);
+    if (p == NULL)
+      return UV_ENOMEM;
+    if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+      unlink(path);                         /* a stale socket of an earlier run */
+    uv_pipe_init(s->loop, p, 0);
+    p->data = s;
+    if ((err = uv_pipe_bind(p, path)) || (err = uv_listen((uv_stream_t *)p,
+        s->opt.backlog, on_connection)) || (err = add_listener(s, (uv_stream_t *)p))) {
+      uv_close((uv_handle_t *)p, free_handle);
+      return err;
+    }
+    snprintf(out, outlen, "unix:%s", path);
+    return 0;
+  }
+  char host[256];
+  const char *colon = strrchr(spec, ':');
+  if (colon == NULL || colon == spec || (size_t)(colon - spec) >= sizeof host)
+    return UV_EINVAL;
+  memcpy(host, spec, (size_t)(colon - spec));
+  host[colon - spec] = 0;
+  char *end;
+  long port = strtol(colon + 1, &end, 10);
+  if (*end || end == colon + 1 || port < 0 || port > 65535)
+    return UV_EINVAL;
+  struct sockaddr_storage addr;
+  int v6 = host[0] == '[';
+  if (v6) {
+    size_t hl = strlen(host);
+    if (host[hl - 1] != ']')
+      return UV_EINVAL;
+    host[hl - 1] = 0;
+    err = uv_ip6_addr(host + 1, (int)port, (struct sockaddr_in6 *)&addr);
+  }
+  else
+    err = uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&addr);
+  if (err)
+    return UV_EINVAL;
+  uv_tcp_t *t = malloc(sizeof *t);
+  if (t == NULL)
+    return UV_ENOMEM;
+  uv_tcp_init(s->loop, t);
+  t->data = s;
+  if ((err = uv_tcp_bind(t, (struct sockaddr *)&addr, v6 ? UV_TCP_IPV6ONLY : 0)) ||
+      (err = uv_listen((uv_stream_t *)t, s->opt.backlog, on_connection)) ||
+      (err = add_listener(s, (uv_stream_t *)t))) {
+    uv_close((uv_handle_t *)t, free_handle);
+    return err;
+  }
+  struct sockaddr_storage bound;
+  int len = sizeof bound;
+  uv_tcp_getsockname(t, (struct sockaddr *)&bound, &len);
+  int bport = ntohs(v6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                       : ((struct sockaddr_in *)&bound)->sin_port);
+  if (v6)
+    snprintf(out, outlen, "http://[%s]:%d", host + 1, bport);
+  else
+    snprintf(out, outlen, "http://%s:%d", host, bport);
+  return 0;
+}
+/* }====== */
+
+
+/* {====== graceful shutdown */
+
+static void finish (owl_server_t *s) {
+  if (!uv_is_closing((uv_handle_t *)&s->grace_timer))
+    uv_close((uv_handle_t *)&s->grace_timer, NULL);
+  if (!uv_is_closing((uv_handle_t *)&s->sigint)) {
+    uv_close((uv_handle_t *)&s->sigint, NULL);
+    uv_close((uv_handle_t *)&s->sigterm, NULL);
+  }
+  uv_stop(s->loop);
+}
+
+
+void owl_server_conn_gone (owl_server_t *s) {
+  if (s->stopping && s->nconns == 0)
+    finish(s);
+}
+
+
+static void on_grace (uv_timer_t *t) {
+  owl_server_t *s = t->data;
+  for (owl_conn_t *c = s->conns; c != NULL; c = c->next)
+    owl_conn_close(c);                      /* CallCancelled fires */
+  owl_server_conn_gone(s);
+}
+
+
+/*
+** Stop accepting, fire host.OnAppDisposing, close idle connections, let the
+** others finish their request within the graceful timeout.
+*/
+static void begin_shutdown (owl_server_t *s) {
+  lua_State *L = s->L;
+  if (s->stopping) {                        /* a second signal: now */
+    on_grace(&s->grace_timer);
+    return;
+  }
+  s->stopping = 1;
+  for (int i = 0; i < s->nlisteners; i++)
+    uv_close((uv_handle_t *)s->listeners[i], free_handle);
+  s->nlisteners = 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->disposing_ref);
+  owl_token_fire(L, -1);
+  lua_pop(L, 1);
+  for (owl_conn_t *c = s->conns; c != NULL; c = c->next) {
+    if (c->req == NULL && owl_conn_pending(c) == 0)
+      owl_conn_close(c);
+    else
+      c->keepalive = 0;
+  }
+  uv_timer_start(&s->grace_timer, on_grace, s->opt.graceful_timeout, 0);
+  owl_server_conn_gone(s);
+}
+
+
+static void on_signal (uv_signal_t *h, int signum) {
+  (void)signum;
+  begin_shutdown(h->data);
+}
+/* }====== */
+
+
+/* {====== owin.core */
+
+static lua_Number optnum (lua_State *L, const char *k, lua_Number d) {
+  lua_getfield(L, 1, k);
+  lua_Number v = luaL_optnumber(L, -1, d);
+  lua_pop(L, 1);
+  return v;
+}
+
+
+/* core.configure(options): sizes in bytes, times in seconds. */
+static int l_configure (lua_State *L) {
+  owl_options_t *o = &owl_srv.opt;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  o->max_header_bytes = (size_t)optnum(L, "max_header_bytes", (lua_Number)o->max_header_bytes);
+  o->max_headers = (size_t)optnum(L, "max_headers", (lua_Number)o->max_headers);
+  o->max_target = (size_t)optnum(L, "max_target", (lua_Number)o->max_target);
+  o->max_body = (uint64_t)optnum(L, "max_body", (lua_Number)o->max_body);
+  o->header_timeout = (uint64_t)(optnum(L, "header_timeout", o->header_timeout / 1e3) * 1e3);
+  o->body_timeout = (uint64_t)(optnum(L, "body_timeout", o->body_timeout / 1e3) * 1e3);
+  o->keepalive_timeout = (uint64_t)(optnum(L, "keepalive_timeout", o->keepalive_timeout / 1e3) * 1e3);
+  o->graceful_timeout = (uint64_t)(optnum(L, "graceful_timeout", o->graceful_timeout / 1e3) * 1e3);
+  o->max_connections = (unsigned)optnum(L, "max_connections", o->max_connections);
+  o->backlog = (int)optnum(L, "backlog", o->backlog);
+  lua_getfield(L, 1, "dev");
+  if (!lua_isnil(L, -1))
+    o->dev = lua_toboolean(L, -1);
+  lua_getfield(L, 1, "server_name");
+  if (lua_isstring(L, -1))
+    snprintf(o->server_name, sizeof o->server_name, "%s", lua_tostring(L, -1));
+  return 0;
+}
+
+
+/* core.listen(spec) -> address, or nil, err */
+static int l_listen (lua_State *L) {
+  char out[300];
+  const char *spec = luaL_checkstring(L, 1);
+  int err = owl_server_listen(&owl_srv, spec, out, sizeof out);
+  if (err == UV_EINVAL && strncmp(spec, "unix:", 5) != 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "invalid listen address '%s' (expected host:port, "
+                    "[v6]:port or unix:/path)", spec);
+    return 2;
+  }
+  if (err) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot listen on %s: %s", spec, uv_strerror(err));
+    return 2;
+  }
+  lua_pushstring(L, out);
+  return 1;
+}
+
+
+/* core.run(appfunc): serves until a graceful stop; returns true. */
+static int l_run (lua_State *L) {
+  owl_server_t *s = &owl_srv;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_pushvalue(L, 1);
+  s->app_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  uv_timer_init(s->loop, &s->grace_timer);
+  s->grace_timer.data = s;
+  uv_signal_init(s->loop, &s->sigint);
+  uv_signal_init(s->loop, &s->sigterm);
+  s->sigint.data = s->sigterm.data = s;
+  uv_signal_start(&s->sigint, on_signal, SIGINT);
+  uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+  uv_unref((uv_handle_t *)&s->sigint);
+  uv_unref((uv_handle_t *)&s->sigterm);
+  uv_run(s->loop, UV_RUN_DEFAULT);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+
+/* core.stop(): begins a graceful stop, as SIGTERM does. */
+static int l_stop (lua_State *L) {
+  (void)L;
+  if (owl_srv.app_ref != LUA_NOREF)
+    begin_shutdown(&owl_srv);
+  return 0;
+}
+
+
+int luaopen_owin_core (lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"configure", l_configure},
+    {"listen", l_listen},
+    {"run", l_run},
+    {"stop", l_stop},
+    {NULL, NULL}
+  };
+  owl_server_t *s = &owl_srv;
+  luaL_newlib(L, funcs);
+  lua_pushliteral(L, OWL_VERSION);
+  lua_setfield(L, -2, "version");
+  owl_open_headers(L);
+  owl_open_stream(L);
+  owl_open_runtime(L);
+  owl_open_request(L);
+  owl_token_new(L);
+  lua_pushvalue(L, -1);
+  s->disposing_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_setfield(L, -2, "disposing");
+  return 1;
+}
+/* }====== */
+
+
+/* Defaults, before any option is read. */
+void owl_server_init (owl_server_t *s, lua_State *L) {
+  memset(s, 0, sizeof *s);
+  s->L = L;
+  s->loop = uv_default_loop();
+  s->app_ref = LUA_NOREF;
+  s->opt.max_header_bytes = 32 * 1024;
+  s->opt.max_headers = 100;
+  s->opt.max_target = 8 * 1024;
+  s->opt.max_body = 32 * 1024 * 1024;
+  s->opt.header_timeout = 30000;
+  s->opt.body_timeout = 60000;
+  s->opt.keepalive_timeout = 75000;
+  s->opt.graceful_timeout = 30000;
+  s->opt.max_connections = 10000;
+  s->opt.backlog = 511;
+  strcpy(s->opt.server_name, "owinlua");
+}
