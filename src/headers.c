@@ -47,8 +47,8 @@ static const char *checkname (lua_State *L, int idx, size_t *len) {
     luaL_error(L, "invalid header name: empty");
   for (size_t i = 0; i < *len; i++)
     if (!istchar((unsigned char)s[i]))
-      luaL_error(L, "invalid header name '%s': character 0x%02x is not allowed",
-                 s, (unsigned char)s[i]);
+      luaL_error(L, "invalid header name '%s': byte %d is not a token character",
+                 s, (int)(unsigned char)s[i]);
   return s;
 }
 

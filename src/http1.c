@@ -329,7 +329,9 @@ static int scanhead (owl_conn_t *c, const char *p, size_t n) {
 */
 static long conn_feed (owl_conn_t *c, const char *p, size_t n) {
   const char *start = p;
-  while (n > 0 && !c->closing) {
+  int again = 0;                    /* run llhttp once more, even on no bytes */
+  while ((n > 0 || again) && !c->closing) {
+    again = 0;
     owl_req_t *r = c->req;
     if (r != NULL && r->body_done)
       break;                        /* pipelined input waits for the response */
@@ -364,6 +366,7 @@ static long conn_feed (owl_conn_t *c, const char *p, size_t n) {
     n -= used;
     if (c->head_ready) {
       c->head_ready = 0;
+      again = 1;                    /* a message without body ends here */
       c->in_head = 0;
       c->body_in = 0;
       c->crlf_left = 0;

@@ -20,11 +20,13 @@
 
 
 /*
-** When the binary runs from a checkout (or a prefix with lua/ beside it),
-** its modules come first on package.path.
+** Puts the owin modules first on package.path when they sit beside the
+** binary: dir/lua (a checkout) or dir/../share/lua/5.4 (an install prefix
+** such as a luarocks tree).  Otherwise the default path finds them.
 */
 static void setpath (lua_State *L) {
-  char exe[PATH_MAX], probe[PATH_MAX + 32];
+  static const char *const layouts[] = { "%s/lua", "%s/../share/lua/5.4" };
+  char exe[PATH_MAX], dir[PATH_MAX + 32], probe[PATH_MAX + 64];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
   if (n <= 0)
     return;
@@ -33,15 +35,19 @@ static void setpath (lua_State *L) {
   if (slash == NULL)
     return;
   *slash = 0;
-  snprintf(probe, sizeof probe, "%s/lua/owin/init.lua", exe);
-  if (access(probe, R_OK) != 0)
+  for (size_t i = 0; i < sizeof layouts / sizeof layouts[0]; i++) {
+    snprintf(dir, sizeof dir, layouts[i], exe);
+    snprintf(probe, sizeof probe, "%s/owin/init.lua", dir);
+    if (access(probe, R_OK) != 0)
+      continue;
+    lua_getglobal(L, "package");
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", dir, dir);
+    lua_getfield(L, -2, "path");
+    lua_concat(L, 2);
+    lua_setfield(L, -2, "path");
+    lua_pop(L, 1);
     return;
-  lua_getglobal(L, "package");
-  lua_pushfstring(L, "%s/lua/?.lua;%s/lua/?/init.lua;", exe, exe);
-  lua_getfield(L, -2, "path");
-  lua_concat(L, 2);
-  lua_setfield(L, -2, "path");
-  lua_pop(L, 1);
+  }
 }
 
 

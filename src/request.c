@@ -16,7 +16,8 @@
 #define UV_CANCEL  3   /* CallCancelled token, once materialized */
 #define UV_REASON  4   /* reason phrase string */
 #define UV_ENV     5
-#define NUV        5
+#define UV_LAZY    6   /* lazy values made so far: key -> value */
+#define NUV        6
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -732,7 +733,7 @@ static int on_sending (lua_State *L) {
 }
 
 
-static void setaddr (lua_State *L, int env, int K, int kip, int kport,
+static void setaddr (lua_State *L, int t, int K, int kip, int kport,
                      const struct sockaddr_storage *ss, int ok) {
   char ip[64] = "";
   int port = 0;
@@ -748,18 +749,18 @@ static void setaddr (lua_State *L, int env, int K, int kip, int kport,
   }
   lua_rawgeti(L, K, kip);
   lua_pushstring(L, ip);
-  lua_rawset(L, env);
+  lua_rawset(L, t);
   lua_rawgeti(L, K, kport);
   if (port)
     lua_pushfstring(L, "%d", port);
   else
     lua_pushliteral(L, "");
-  lua_rawset(L, env);
+  lua_rawset(L, t);
 }
 
 
-/* Stores the server.* address keys in the env at idx. */
-static void addresses (lua_State *L, int env, owl_req_t *r) {
+/* Stores the server.* address keys in the table at t. */
+static void addresses (lua_State *L, int t, owl_req_t *r) {
   struct sockaddr_storage peer, self;
   int lp = sizeof peer, ls = sizeof self;
   int okp = 0, oks = 0, local = 0;
@@ -770,27 +771,31 @@ static void addresses (lua_State *L, int env, owl_req_t *r) {
     okp = uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&peer, &lp) == 0;
     oks = uv_tcp_getsockname(&c->h.tcp, (struct sockaddr *)&self, &ls) == 0;
   }
-  setaddr(L, env, K, K_REMOTEIP, K_REMOTEPORT, &peer, okp);
-  setaddr(L, env, K, K_LOCALIP, K_LOCALPORT, &self, oks);
+  setaddr(L, t, K, K_REMOTEIP, K_REMOTEPORT, &peer, okp);
+  setaddr(L, t, K, K_LOCALIP, K_LOCALPORT, &self, oks);
   if (c && c->is_pipe)
     local = 1;
   else if (okp && oks) {
     lua_rawgeti(L, K, K_REMOTEIP);
-    lua_rawget(L, env);
+    lua_rawget(L, t);
     lua_rawgeti(L, K, K_LOCALIP);
-    lua_rawget(L, env);
+    lua_rawget(L, t);
     local = lua_rawequal(L, -1, -2);
     lua_pop(L, 2);
   }
   lua_rawgeti(L, K, K_ISLOCAL);
   lua_pushboolean(L, local);
-  lua_rawset(L, env);
+  lua_rawset(L, t);
   lua_pop(L, 1);
 }
 
 
-/* Pushes the value of virtual or lazy key id for the env at 1. */
-static void pushvirtual (lua_State *L, owl_req_t *r, int id) {
+/*
+** Pushes the value of virtual or lazy key id (its name at key) for the env
+** at 1.  Lazy values are made once and kept in the request (UV_LAZY), never
+** in the env: reading a key must not change a table that pairs() walks.
+*/
+static void pushvirtual (lua_State *L, owl_req_t *r, int id, int key) {
   lua_rawgetp(L, 1, &req_key);
   int ri = lua_gettop(L);
   switch (id) {
@@ -803,12 +808,6 @@ static void pushvirtual (lua_State *L, owl_req_t *r, int id) {
     case K_RESPHEADERS:
       lua_getiuservalue(L, ri, UV_RESPH);
       break;
-    case K_REQID: {
-      char buf[32];
-      snprintf(buf, sizeof buf, "%" PRIu64, r->id);
-      lua_pushstring(L, buf);
-      break;
-    }
     case K_CANCEL:
       if (lua_getiuservalue(L, ri, UV_CANCEL) != LUA_TTABLE) {
         lua_pop(L, 1);
@@ -819,18 +818,40 @@ static void pushvirtual (lua_State *L, owl_req_t *r, int id) {
           owl_token_fire(L, -1);
       }
       break;
-    case K_ONSENDING:
-      lua_pushvalue(L, ri);
-      lua_pushcclosure(L, on_sending, 1);
-      break;
     case K_DISPOSING:
       lua_rawgeti(L, LUA_REGISTRYINDEX, owl_srv.disposing_ref);
       break;
-    default:                                /* server.* addresses */
-      addresses(L, 1, r);
-      lua_pushvalue(L, 2);
-      lua_rawget(L, 1);
-      break;
+    default: {
+      if (lua_getiuservalue(L, ri, UV_LAZY) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_createtable(L, 0, 8);
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, ri, UV_LAZY);
+      }
+      int t = lua_gettop(L);
+      lua_pushvalue(L, key);
+      if (lua_rawget(L, t) == LUA_TNIL) {
+        lua_pop(L, 1);
+        if (id == K_REQID) {
+          char buf[32];
+          snprintf(buf, sizeof buf, "%" PRIu64, r->id);
+          lua_pushvalue(L, key);
+          lua_pushstring(L, buf);
+          lua_rawset(L, t);
+        }
+        else if (id == K_ONSENDING) {
+          lua_pushvalue(L, key);
+          lua_pushvalue(L, ri);
+          lua_pushcclosure(L, on_sending, 1);
+          lua_rawset(L, t);
+        }
+        else
+          addresses(L, t, r);               /* all five at once */
+        lua_pushvalue(L, key);
+        lua_rawget(L, t);
+      }
+      lua_remove(L, t);
+    }
   }
   lua_remove(L, ri);
 }
@@ -845,12 +866,7 @@ static int env_index (lua_State *L) {
   owl_req_t *r = envreq(L, 1);
   if (r == NULL)
     return 0;
-  pushvirtual(L, r, id);
-  if (id > K_RESPHEADERS && id != K_CANCEL) {
-    lua_pushvalue(L, 2);
-    lua_pushvalue(L, -2);
-    lua_rawset(L, 1);                       /* made once */
-  }
+  pushvirtual(L, r, id, 2);
   return 1;
 }
 
@@ -952,7 +968,7 @@ static int env_next (lua_State *L) {
     }
     lua_pop(L, 1);
     lua_replace(L, 2);
-    pushvirtual(L, r, id);
+    pushvirtual(L, r, id, 2);
     if (lua_isnil(L, -1)) {
       lua_pop(L, 1);
       continue;

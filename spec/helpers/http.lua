@@ -27,10 +27,13 @@ function M.connect(port, host, timeout)
     return nil, err
   end
   sock:setoption("tcp-nodelay", true)
-  return setmetatable({ sock = sock, buf = "" }, Conn)
+  return setmetatable({ sock = sock, buf = "", timeout = timeout or 5 }, Conn)
 end
 
-function Conn:settimeout(t) self.sock:settimeout(t) end
+function Conn:settimeout(t)
+  self.timeout = t
+  self.sock:settimeout(t)
+end
 
 -- Sends all bytes; returns true or nil, err.
 function Conn:send(data)
@@ -61,14 +64,20 @@ function Conn:send_slowly(data, pause)
   return true
 end
 
--- Fills the buffer with more bytes; returns true, or nil and "closed"/"timeout".
+-- Fills the buffer with whatever bytes arrive next; returns true, or nil and
+-- "closed"/"timeout".  (receive(n) would wait for all n bytes.)
 function Conn:fill()
+  local ready = socket.select({ self.sock }, nil, self.timeout)
+  if #ready == 0 then return nil, "timeout" end
+  self.sock:settimeout(0)
   local data, err, partial = self.sock:receive(65536)
+  self.sock:settimeout(self.timeout)
   data = data or partial
   if data and #data > 0 then
     self.buf = self.buf .. data
     return true
   end
+  if err == "timeout" then return nil, "timeout" end
   return nil, err
 end
 
@@ -109,19 +118,22 @@ end
 -- True when the peer closed the connection (EOF) within `timeout` seconds,
 -- after discarding whatever bytes were still in flight.
 function Conn:is_closed(timeout)
-  self.sock:settimeout(timeout or 2)
   local deadline = socket.gettime() + (timeout or 2)
-  while socket.gettime() < deadline do
+  while true do
+    local left = deadline - socket.gettime()
+    if left <= 0 then return false end
+    local ready = socket.select({ self.sock }, nil, left)
+    if #ready == 0 then return false end
+    self.sock:settimeout(0)
     local data, err, partial = self.sock:receive(65536)
-    if data or (partial and #partial > 0) then
-      self.buf = self.buf .. (data or partial)
+    self.sock:settimeout(self.timeout)
+    data = data or partial
+    if data and #data > 0 then
+      self.buf = self.buf .. data
     elseif err == "closed" then
       return true
-    elseif err == "timeout" then
-      return false
     end
   end
-  return false
 end
 
 local function parse_head(self)

@@ -32,8 +32,14 @@ local function read_file(path)
 end
 M.read_file = read_file
 
+-- A process that exited but was not reaped yet (a zombie) counts as gone.
 local function alive(pid)
-  return os.execute("kill -0 " .. pid .. " 2>/dev/null") == true
+  local f = io.open("/proc/" .. pid .. "/stat", "r")
+  if not f then return false end
+  local stat = f:read("a")
+  f:close()
+  local state = stat:match("^%d+ %b() (%a)")
+  return state ~= nil and state ~= "Z"
 end
 
 local function sleep(s)
@@ -46,6 +52,16 @@ Server.__index = Server
 
 function Server:stderr()
   return read_file(self.errfile)
+end
+
+-- The first AddressSanitizer/LeakSanitizer/UBSan report in the server's
+-- stderr, or nil.
+function Server:sanitizer_report()
+  local err = read_file(self.errfile)
+  local i = err:find("ERROR: AddressSanitizer", 1, true) or err:find("ERROR: LeakSanitizer", 1, true)
+    or err:find("runtime error:", 1, true)
+  if i then return err:sub(math.max(1, i - 200), i + 3000) end
+  return nil
 end
 
 function Server:signal(sig)
@@ -62,7 +78,13 @@ function Server:stop(sig, timeout)
   if alive(self.pid) then self:signal("KILL") end
   self.status = { self.proc:close() }
   self.stopped = true
+  local report = self:sanitizer_report()
+  if report then error("sanitizer report from owinlua:\n" .. report, 2) end
   return table.unpack(self.status)
+end
+
+function Server:alive()
+  return alive(self.pid)
 end
 
 function Server:wait_exit(timeout)
