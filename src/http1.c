@@ -131,6 +131,8 @@ static int istchar (unsigned char ch) {
 
 static int on_header_field (llhttp_t *p, const char *at, size_t n) {
   owl_conn_t *c = CONN(p);
+  if (!c->in_head)                  /* a trailer: checked by llhttp, dropped */
+    return count_head(c, n) ? refuse(c, 431) : 0;
   if (c->in_value) {                /* a new header line */
     if ((nfields(c) - 1) / 2 >= c->srv->opt.max_headers)
       return refuse(c, 431);
@@ -149,6 +151,8 @@ static int on_header_field (llhttp_t *p, const char *at, size_t n) {
 
 static int on_header_value (llhttp_t *p, const char *at, size_t n) {
   owl_conn_t *c = CONN(p);
+  if (!c->in_head)
+    return count_head(c, n) ? refuse(c, 431) : 0;
   if (!c->in_value) {
     if (field_new(c))
       return refuse(c, 500);
@@ -368,6 +372,7 @@ static long conn_feed (owl_conn_t *c, const char *p, size_t n) {
       c->head_ready = 0;
       again = 1;                    /* a message without body ends here */
       c->in_head = 0;
+      c->head_bytes = 0;            /* trailers get a budget of their own */
       c->body_in = 0;
       c->crlf_left = 0;
       if (owl_req_begin(c)) {

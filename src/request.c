@@ -446,6 +446,8 @@ void owl_req_serialize (lua_State *L, owl_req_t *r, int final) {
     r->until_close = 1;
     c->keepalive = 0;
   }
+  if (final && !r->body_done)
+    c->keepalive = 0;                       /* the rest of the body is not read */
   if (!c->keepalive || s->stopping) {
     c->keepalive = 0;
     append(L, b, "Connection: close\r\n", 19);

@@ -8,10 +8,29 @@ local server = require("helpers.server")
 local http = require("helpers.http")
 local socket = require("socket")
 
+-- Cleanup for the running test, last registered first (busted keeps only
+-- one finally handler per test, so handlers queue here for after_each).
+local cleanups = {}
+
+local function defer(fn)
+  cleanups[#cleanups + 1] = fn
+end
+
+local function run_cleanups()
+  local list = cleanups
+  cleanups = {}
+  local first_err
+  for i = #list, 1, -1 do
+    local ok, err = pcall(list[i])
+    if not ok and first_err == nil then first_err = err end
+  end
+  if first_err ~= nil then error(first_err, 0) end
+end
+
 -- Starts `app` and stops it when the test ends, asserting a clean exit.
 local function start(app, args)
   local srv = server.start(app, args)
-  finally(function()
+  defer(function()
     local ok, how, code = srv:stop()
     assert.are.same({ true, "exit", 0 }, { ok, how, code }, "owinlua did not exit cleanly:\n" .. srv:stderr())
   end)
@@ -50,6 +69,8 @@ local function random_bytes(n, seed)
 end
 
 describe("example apps #e2e", function()
+  after_each(run_cleanups)
+
   it("adler32 in this spec agrees with the published value for \"Wikipedia\"", function()
     assert.are.equal("11e60398", adler32("Wikipedia"))
     assert.are.equal("00000001", adler32(""))
@@ -202,7 +223,7 @@ describe("example apps #e2e", function()
       local srv = start("apps/sse.lua")
       local t0 = socket.gettime()
       local c, headers = open_stream(srv.port, "/?n=2")
-      finally(function() c:close() end)
+      defer(function() c:close() end)
       assert.are.equal("text/event-stream", headers["content-type"])
       assert.are.equal("chunked", headers["transfer-encoding"])
       assert.are.equal("no-cache", headers["cache-control"])
@@ -236,7 +257,7 @@ describe("example apps #e2e", function()
     it("ends the stream when the server stops (owin.CallCancelled)", function()
       local srv = start("apps/sse.lua", { "--graceful-timeout", "0.5" })
       local c = open_stream(srv.port, "/")
-      finally(function() c:close() end)
+      defer(function() c:close() end)
       assert.is_string((read_event(c)))
       srv:signal("TERM")
       -- the body ends (or the connection closes) well before a minute of events
@@ -257,12 +278,14 @@ end)
 -- apps/timing.lua registers a closure with no state; OWIN's shape is
 -- OnSendingHeaders(callback, state) and the callback gets the state back.
 describe("server.OnSendingHeaders as the example apps use it #e2e", function()
+  after_each(run_cleanups)
+
   local function script(source)
     local path = os.tmpname() .. ".lua"
     local fh = assert(io.open(path, "w"))
     fh:write(source)
     fh:close()
-    finally(function() os.remove(path) end)
+    defer(function() os.remove(path) end)
     return path
   end
 

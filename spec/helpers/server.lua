@@ -106,7 +106,9 @@ function M.start(app, args, opts)
   local cmd = {}
   cmd[#cmd + 1] = os.getenv("OWINLUA_WRAP") or ""
   cmd[#cmd + 1] = shell_quote(BIN)
-  cmd[#cmd + 1] = "--listen " .. shell_quote(opts.listen or "127.0.0.1:0")
+  if opts.listen ~= false then   -- false: the caller sets OWINLUA_LISTEN instead
+    cmd[#cmd + 1] = "--listen " .. shell_quote(opts.listen or "127.0.0.1:0")
+  end
   for _, a in ipairs(args or {}) do cmd[#cmd + 1] = shell_quote(a) end
   if app then cmd[#cmd + 1] = shell_quote(app) end
   local line

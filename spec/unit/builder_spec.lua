@@ -562,6 +562,8 @@ describe("pipeline builder #unit", function()
   -- owin.cli.load_app turns an app script into an AppFunc (OWIN-LUA.md
   -- section 1: the global `app`, or a returned AppFunc or builder).
   describe("app scripts", function()
+    -- Calls f(path) with `source` in a temporary file; one per test, since
+    -- busted keeps a single finally handler per test.
     local function with_script(source, f)
       local path = os.tmpname()
       local saved_path, saved_app, saved_owin = package.path, rawget(_G, "app"), rawget(_G, "owin")
@@ -606,12 +608,15 @@ describe("pipeline builder #unit", function()
       end)
     end)
 
-    it("is refused when it defines nothing or returns something else", function()
+    it("is refused when it defines nothing", function()
       with_script("local x = 1\n", function(path)
         local appfunc, err = cli.load_app(path)
         assert.is_nil(appfunc)
         assert.matches("defines no app", err, 1, true)
       end)
+    end)
+
+    it("is refused when it returns something else", function()
       with_script("return 42\n", function(path)
         local appfunc, err = cli.load_app(path)
         assert.is_nil(appfunc)
