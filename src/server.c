@@ -356,6 +356,8 @@ int luaopen_owin_core (lua_State *L) {
 void owl_server_init (owl_server_t *s, lua_State *L) {
   memset(s, 0, sizeof *s);
   s->L = L;
+  /* no task runs in the main thread; new threads copy this extra space */
+  *(owl_task_t **)lua_getextraspace(L) = NULL;
   s->loop = uv_default_loop();
   s->app_ref = LUA_NOREF;
   s->opt.max_header_bytes = 32 * 1024;
