@@ -169,10 +169,12 @@ function M.usage()
     local head = "  --" .. o[1] .. (o[2] and (" " .. o[2]) or "")
     local default = ""
     if o[3] ~= "flag" then default = " (default: " .. tostring(o[4]) .. ")" end
-    lines[#lines + 1] = string.format("%-28s %s", head, env_name(o[1]))
-    for text in (o[5] .. default):gmatch("[^\n]+") do
+    local var = (o[1] == "help" or o[1] == "version") and "" or env_name(o[1])
+    lines[#lines + 1] = string.format("%-28s %s", head, var)
+    for text in o[5]:gmatch("[^\n]+") do
       lines[#lines + 1] = "      " .. text
     end
+    if default ~= "" then lines[#lines] = lines[#lines] .. default end
   end
   lines[#lines + 1] = ""
   lines[#lines + 1] = "SIZE takes a byte count or a k, m or g suffix (KiB, MiB, GiB)."

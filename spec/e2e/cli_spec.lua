@@ -8,7 +8,9 @@ describe("#e2e owinlua command", function()
     assert.equal(0, code)
     for _, o in ipairs(require("owin.cli").OPTIONS) do
       assert.truthy(out:find("--" .. o[1], 1, true), o[1])
-      assert.truthy(out:find("OWINLUA_" .. o[1]:upper():gsub("-", "_"), 1, true), o[1])
+      if o[1] ~= "help" and o[1] ~= "version" then
+        assert.truthy(out:find("OWINLUA_" .. o[1]:upper():gsub("-", "_"), 1, true), o[1])
+      end
     end
   end)
 
