@@ -122,5 +122,6 @@ int main (int argc, char **argv) {
   uv_loop_close(owl_srv.loop);
   free(owl_srv.listeners);
   owl_buf_free(&owl_srv.hbuf);
+  owl_buf_drain();
   return code;
 }

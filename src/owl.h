@@ -54,6 +54,9 @@ int owl_buf_append (owl_buf_t *b, const void *p, size_t n);
 int owl_buf_insert (owl_buf_t *b, size_t at, const void *p, size_t n);
 void owl_buf_consume (owl_buf_t *b, size_t n);
 void owl_buf_free (owl_buf_t *b);
+void owl_buf_drain (void);
+char *owl_fmt_uint (char *end, uint64_t v, unsigned base);
+#define OWL_BUF_MIN 4096
 /* }====== */
 
 

@@ -20,7 +20,6 @@
 #define NUV        6
 
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -250,20 +249,18 @@ int owl_req_begin (owl_conn_t *c) {
 
 /* {====== response headers */
 
-static void appendf (lua_State *L, owl_buf_t *b, const char *fmt, ...) {
-  char tmp[128];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-  va_end(ap);
-  if (owl_buf_append(b, tmp, (size_t)n))
+static void append (lua_State *L, owl_buf_t *b, const char *p, size_t n) {
+  if (owl_buf_append(b, p, n))
     luaL_error(L, "not enough memory");
 }
 
 
-static void append (lua_State *L, owl_buf_t *b, const char *p, size_t n) {
-  if (owl_buf_append(b, p, n))
-    luaL_error(L, "not enough memory");
+static void append_length (lua_State *L, owl_buf_t *b, uint64_t n) {
+  char num[24];
+  char *d = owl_fmt_uint(num + sizeof num - 2, n, 10);
+  memcpy(num + sizeof num - 2, "\r\n", 2);
+  append(L, b, "Content-Length: ", 16);
+  append(L, b, d, (size_t)(num + sizeof num - d));
 }
 
 
@@ -370,7 +367,11 @@ void owl_req_serialize (lua_State *L, owl_req_t *r, int final) {
     reason = owl_reason(r->status);
     rl = strlen(reason);
   }
-  appendf(L, b, "HTTP/1.1 %d ", r->status);
+  char num[24];
+  char *d = owl_fmt_uint(num + sizeof num, (uint64_t)r->status, 10);
+  append(L, b, "HTTP/1.1 ", 9);
+  append(L, b, d, (size_t)(num + sizeof num - d));
+  append(L, b, " ", 1);
   append(L, b, reason, rl);
   append(L, b, "\r\n", 2);
   lua_pop(L, 1);
@@ -424,17 +425,20 @@ void owl_req_serialize (lua_State *L, owl_req_t *r, int final) {
     append(L, b, s->date, 29);
     append(L, b, "\r\n", 2);
   }
-  if (!hasserver && s->opt.server_name[0])
-    appendf(L, b, "Server: %s\r\n", s->opt.server_name);
+  if (!hasserver && s->opt.server_name[0]) {
+    append(L, b, "Server: ", 8);
+    append(L, b, s->opt.server_name, strlen(s->opt.server_name));
+    append(L, b, "\r\n", 2);
+  }
   int st = r->status;
   int chunk = 0;
   if (r->content_length >= 0) {
     if (st != 204 && !(st >= 100 && st < 200))
-      appendf(L, b, "Content-Length: %" PRId64 "\r\n", r->content_length);
+      append_length(L, b, (uint64_t)r->content_length);
   }
   else if (final) {
     if (st != 204 && st != 304 && st >= 200)
-      appendf(L, b, "Content-Length: %" PRIu64 "\r\n", r->written);
+      append_length(L, b, r->written);
   }
   else if (r->http_minor >= 1) {
     if (st != 204 && st != 304 && st >= 200)
@@ -456,8 +460,11 @@ void owl_req_serialize (lua_State *L, owl_req_t *r, int final) {
     append(L, b, "Connection: keep-alive\r\n", 24);
   append(L, b, "\r\n", 2);
   size_t held = c->held;
-  if (chunk)
-    appendf(L, b, "%zx\r\n", held);
+  if (chunk) {
+    d = owl_fmt_uint(num + sizeof num - 2, held, 16);
+    memcpy(num + sizeof num - 2, "\r\n", 2);
+    append(L, b, d, (size_t)(num + sizeof num - d));
+  }
   if (owl_conn_unhold(c, b->base, b->len) ||
       (chunk && owl_buf_append(&c->out, "\r\n", 2)))
     luaL_error(L, "not enough memory");
@@ -493,10 +500,12 @@ int owl_req_body_write (lua_State *L, owl_req_t *r, const char *p, size_t n) {
   }
   if (r->chunked) {
     char hex[24];
-    int hl = snprintf(hex, sizeof hex, "%zx\r\n", n);
-    if (owl_buf_reserve(&c->out, (size_t)hl + n + 2))
+    char *d = owl_fmt_uint(hex + sizeof hex - 2, n, 16);
+    memcpy(hex + sizeof hex - 2, "\r\n", 2);
+    size_t hl = (size_t)(hex + sizeof hex - d);
+    if (owl_buf_reserve(&c->out, hl + n + 2))
       return luaL_error(L, "not enough memory");
-    owl_buf_append(&c->out, hex, (size_t)hl);
+    owl_buf_append(&c->out, d, hl);
     owl_buf_append(&c->out, p, n);
     owl_buf_append(&c->out, "\r\n", 2);
   }
