@@ -79,7 +79,7 @@ test-unit: deps
 test-e2e: all
 	$(BUSTED) --lua=$(LUA) --run=e2e
 
-install: all
+install: owinlua
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LUADIR)/owin
 	$(INSTALL) -m 755 owinlua $(DESTDIR)$(BINDIR)/owinlua
 	$(INSTALL) -m 644 $(LUA_MODULES) $(DESTDIR)$(LUADIR)/owin/

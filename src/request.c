@@ -310,7 +310,9 @@ void owl_req_commit (lua_State *L, owl_req_t *r) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref);
   int ri = lua_gettop(L);
   if (lua_getiuservalue(L, ri, UV_ONSEND) == LUA_TTABLE) {
-    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+    lua_getfield(L, -1, "n");
+    lua_Integer n = lua_tointeger(L, -1);
+    lua_pop(L, 1);
     lua_pushnil(L);
     lua_setiuservalue(L, ri, UV_ONSEND);    /* each runs once */
     for (lua_Integer i = n - 1; i >= 1; i -= 2) {
@@ -723,23 +725,32 @@ void owl_req_detach (owl_req_t *r, int err) {
 
 /* {====== env metatable */
 
-/* OnSendingHeaders(callback, state): upvalue 1 is the request. */
+/*
+** OnSendingHeaders(callback, state): upvalue 1 is the request.  Entries are
+** kept as { n = count, cb1, state1, cb2, state2, ... }; a state may be nil,
+** so the count is stored, never taken from the length.
+*/
 static int on_sending (lua_State *L) {
   owl_req_t *r = checkreq(L, lua_upvalueindex(1));
+  lua_settop(L, 2);
   luaL_checktype(L, 1, LUA_TFUNCTION);
   if (r->committed)
     return luaL_error(L, "server.OnSendingHeaders: headers already sent");
   if (lua_getiuservalue(L, lua_upvalueindex(1), UV_ONSEND) != LUA_TTABLE) {
     lua_pop(L, 1);
-    lua_createtable(L, 4, 0);
+    lua_createtable(L, 4, 1);
     lua_pushvalue(L, -1);
     lua_setiuservalue(L, lua_upvalueindex(1), UV_ONSEND);
   }
-  lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+  lua_getfield(L, 3, "n");
+  lua_Integer n = lua_tointeger(L, -1);
+  lua_pop(L, 1);
   lua_pushvalue(L, 1);
-  lua_rawseti(L, -2, n + 1);
+  lua_rawseti(L, 3, n + 1);
   lua_pushvalue(L, 2);
-  lua_rawseti(L, -2, n + 2);
+  lua_rawseti(L, 3, n + 2);
+  lua_pushinteger(L, n + 2);
+  lua_setfield(L, 3, "n");
   return 0;
 }
 

@@ -92,7 +92,7 @@ function M.parse(argv, getenv)
       if o[3] == "list" then
         local list = {}
         for item in v:gmatch("[^,%s]+") do list[#list + 1] = item end
-        opts[o[1]] = list
+        if #list > 0 then opts[o[1]] = list end   -- empty: the default applies
       else
         local val, err = convert(o, v)
         if val == nil then return nil, err .. " (from " .. env_name(o[1]) .. ")" end
@@ -133,6 +133,8 @@ function M.parse(argv, getenv)
       set[name] = true
     elseif a == "-h" then
       opts.help = true
+    elseif a:sub(1, 1) == "-" and a ~= "-" then
+      return nil, string.format("unknown option %s (see owinlua --help)", a)
     elseif app == nil then
       app = a
     else

@@ -61,7 +61,7 @@ local function normalize_prefix(prefix)
     error("bad argument #1 to 'map' (a path prefix starting with \"/\" expected, got " ..
       tostring(prefix) .. ")", 3)
   end
-  if #prefix > 1 and prefix:sub(-1) == "/" then
+  if prefix:sub(-1) == "/" then
     error("bad argument #1 to 'map' (the prefix must not end with \"/\": " .. prefix .. ")", 3)
   end
   return prefix
@@ -81,6 +81,15 @@ local function compose_use(fn, nxt)
   return function(env) return fn(env, next_) end
 end
 
+-- Puts RequestPathBase and RequestPath back when a map branch is left, by
+-- return or by error (a to-be-closed value: the error keeps its traceback).
+local restore_mt = {
+  __close = function(r)
+    local env = r[1]
+    env[PATH_BASE], env[PATH] = r[2], r[3]
+  end,
+}
+
 -- map: path prefix match on segment boundaries, ignoring case.
 local function compose_map(prefix, branch, nxt)
   local lprefix, n = prefix:lower(), #prefix
@@ -89,11 +98,10 @@ local function compose_map(prefix, branch, nxt)
     if path:sub(1, n):lower() == lprefix and (#path == n or path:byte(n + 1) == 47) then
       local base = env[PATH_BASE]
       local rest = path:sub(n + 1)
+      local _ <close> = setmetatable({ env, base, path }, restore_mt)
       env[PATH_BASE] = base .. path:sub(1, n)
       env[PATH] = rest == "" and "/" or rest
-      local ok, err = pcall(branch, env)
-      env[PATH_BASE], env[PATH] = base, path
-      if not ok then error(err, 0) end
+      branch(env)
       return
     end
     return nxt(env)
