@@ -759,7 +759,7 @@ static void conn_settle (owl_conn_t *c) {
         conn_linger(c);
       return;
     }
-    if (c->in.len == 0 && !c->writing && c->out.len == 0) {
+    if (!c->got_bytes && c->in.len == 0 && !c->writing && c->out.len == 0) {
       owl_buf_free(&c->out);        /* an idle connection keeps no buffers */
       owl_buf_free(&c->wbuf);
       owl_buf_free(&c->head);

@@ -303,15 +303,6 @@ static int l_run (lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_pushvalue(L, 1);
   s->app_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  uv_timer_init(s->loop, &s->grace_timer);
-  s->grace_timer.data = s;
-  uv_signal_init(s->loop, &s->sigint);
-  uv_signal_init(s->loop, &s->sigterm);
-  s->sigint.data = s->sigterm.data = s;
-  uv_signal_start(&s->sigint, on_signal, SIGINT);
-  uv_signal_start(&s->sigterm, on_signal, SIGTERM);
-  uv_unref((uv_handle_t *)&s->sigint);
-  uv_unref((uv_handle_t *)&s->sigterm);
   uv_run(s->loop, UV_RUN_DEFAULT);
   lua_pushboolean(L, 1);
   return 1;
@@ -371,4 +362,16 @@ void owl_server_init (owl_server_t *s, lua_State *L) {
   s->opt.max_connections = 10000;
   s->opt.backlog = 511;
   strcpy(s->opt.server_name, "owinlua");
+  /* Signals are caught from the start: a SIGTERM that arrives before the
+  ** loop runs (while the app loads, right after the "listening" lines) is
+  ** handled when it does, as a graceful stop. */
+  uv_timer_init(s->loop, &s->grace_timer);
+  s->grace_timer.data = s;
+  uv_signal_init(s->loop, &s->sigint);
+  uv_signal_init(s->loop, &s->sigterm);
+  s->sigint.data = s->sigterm.data = s;
+  uv_signal_start(&s->sigint, on_signal, SIGINT);
+  uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+  uv_unref((uv_handle_t *)&s->sigint);
+  uv_unref((uv_handle_t *)&s->sigterm);
 }
