@@ -18,7 +18,9 @@
 **
 ** llhttp 8.1 is lenient in ways RFC 9112 forbids; this file refuses what it
 ** lets through: bare LF and obs-fold in the head (scanhead), whitespace before
-** the colon (tchar check), bytes other than CRLF after chunk data.
+** the colon (tchar check), empty field names (the header-line states).
+** Chunked request bodies go to chunked.c, which is strict where llhttp 8.1
+** is not (extensions, the CRLF after chunk data, trailers).
 */
 
 #include <stdio.h>
@@ -30,8 +32,10 @@
 
 enum { T_NONE, T_HEAD, T_IDLE, T_BODY, T_LINGER };
 
+/* where the parser is within a header line */
+enum { H_LINE, H_NAME, H_VALUE0, H_VALUE };
+
 #define LINGER_MS 2000
-#define MAX_CHUNK_EXT 4096
 
 
 static void conn_settle (owl_conn_t *c);
@@ -104,7 +108,7 @@ static int on_message_begin (llhttp_t *p) {
   c->fields.len = 0;
   c->head_bytes = 0;
   c->nhost = 0;
-  c->in_value = 1;                  /* the next field span starts a name */
+  c->hstate = H_LINE;
   return 0;
 }
 
@@ -131,15 +135,15 @@ static int istchar (unsigned char ch) {
 
 static int on_header_field (llhttp_t *p, const char *at, size_t n) {
   owl_conn_t *c = CONN(p);
-  if (!c->in_head)                  /* a trailer: checked by llhttp, dropped */
-    return count_head(c, n) ? refuse(c, 431) : 0;
-  if (c->in_value) {                /* a new header line */
+  if (c->hstate == H_LINE) {        /* a new header line */
     if ((nfields(c) - 1) / 2 >= c->srv->opt.max_headers)
       return refuse(c, 431);
     if (field_new(c))
       return refuse(c, 500);
-    c->in_value = 0;
+    c->hstate = H_NAME;
   }
+  else if (c->hstate != H_NAME)
+    return refuse(c, 400);
   for (size_t i = 0; i < n; i++)
     if (!istchar((unsigned char)at[i]))
       return refuse(c, 400);        /* e.g. "Host : x" */
@@ -149,18 +153,53 @@ static int on_header_field (llhttp_t *p, const char *at, size_t n) {
 }
 
 
+static int on_header_field_complete (llhttp_t *p) {
+  owl_conn_t *c = CONN(p);
+  if (c->hstate != H_NAME || field(c, nfields(c) - 1)[1] == 0)
+    return refuse(c, 400);          /* ": value" has no name */
+  c->hstate = H_VALUE0;
+  return 0;
+}
+
+
 static int on_header_value (llhttp_t *p, const char *at, size_t n) {
   owl_conn_t *c = CONN(p);
-  if (!c->in_head)
-    return count_head(c, n) ? refuse(c, 431) : 0;
-  if (!c->in_value) {
+  if (c->hstate == H_VALUE0) {
     if (field_new(c))
       return refuse(c, 500);
-    c->in_value = 1;
+    c->hstate = H_VALUE;
   }
+  else if (c->hstate != H_VALUE)
+    return refuse(c, 400);          /* a value with no name: obs-fold */
   if (count_head(c, n))
     return refuse(c, 431);
   return field_add(c, at, n, 0) ? refuse(c, 500) : 0;
+}
+
+
+static int on_header_value_complete (llhttp_t *p) {
+  owl_conn_t *c = CONN(p);
+  if (c->hstate == H_VALUE0 && field_new(c))
+    return refuse(c, 500);          /* an empty value */
+  else if (c->hstate == H_LINE || c->hstate == H_NAME)
+    return refuse(c, 400);
+  c->hstate = H_LINE;
+  return 0;
+}
+
+
+/* RFC 9110 7.2: Host is uri-host [ ":" port ], no userinfo, no path. */
+static int check_host (const char *v, size_t n) {
+  static const char ok[] = "-._~!$&'()*+,;=%:[]";
+  while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+    n--;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)v[i];
+    if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+          (ch >= '0' && ch <= '9') || (ch != 0 && strchr(ok, ch))))
+      return -1;
+  }
+  return 0;
 }
 
 
@@ -197,8 +236,12 @@ static int on_headers_complete (llhttp_t *p) {
   if (p->http_major != 1)
     return refuse(c, 505);
   for (size_t i = 1; i + 1 < n; i += 2) {
-    if (field_is(c, i, "host", 4))
+    if (field_is(c, i, "host", 4)) {
+      size_t *f = field(c, i + 1);
+      if (check_host(c->head.base + f[0], f[1]))
+        return refuse(c, 400);
       nhost++;
+    }
     else if (field_is(c, i, "transfer-encoding", 17)) {
       int st = check_te(c, i + 1, &nchunked);
       if (st)
@@ -213,51 +256,19 @@ static int on_headers_complete (llhttp_t *p) {
   if (o->max_body && (p->flags & F_CONTENT_LENGTH) && p->content_length > o->max_body)
     return refuse(c, 413);
   p->upgrade = 0;                   /* no protocol switch here: h2c is ignored */
+  if (p->flags & F_CHUNKED) {
+    p->flags |= F_SKIPBODY;         /* chunked.c decodes the body */
+    c->want_chunked = 1;
+  }
   c->head_ready = 1;
   return HPE_PAUSED;
 }
 
 
-/* The two bytes after chunk data must be CRLF; llhttp 8.1 does not check. */
-static int check_crlf (owl_conn_t *c, const char *at, const char *end) {
-  while (c->crlf_left > 0 && at < end) {
-    char want = c->crlf_left == 2 ? '\r' : '\n';
-    if (*at++ != want)
-      return -1;
-    c->crlf_left--;
-  }
-  return 0;
-}
-
-
-static int on_chunk_header (llhttp_t *p) {
-  owl_conn_t *c = CONN(p);
-  c->chunk_left = p->content_length;
-  c->ext_bytes = 0;
-  return 0;
-}
-
-
-static int on_chunk_ext (llhttp_t *p, const char *at, size_t n) {
-  owl_conn_t *c = CONN(p);
-  (void)at;
-  c->ext_bytes += n;
-  return c->ext_bytes > MAX_CHUNK_EXT ? refuse(c, 400) : 0;
-}
-
-
-static int on_body (llhttp_t *p, const char *at, size_t n) {
-  owl_conn_t *c = CONN(p);
+/* A span of request body, from llhttp or from chunked.c. */
+static int body_data (owl_conn_t *c, const char *at, size_t n) {
   owl_req_t *r = c->req;
   uint64_t max = c->srv->opt.max_body;
-  if (p->flags & F_CHUNKED) {
-    c->chunk_left -= n;
-    if (c->chunk_left == 0) {
-      c->crlf_left = 2;
-      if (check_crlf(c, at + n, c->pend))
-        return refuse(c, 400);
-    }
-  }
   c->body_in += n;
   if (max && c->body_in > max)
     return refuse(c, 413);
@@ -271,8 +282,25 @@ static int on_body (llhttp_t *p, const char *at, size_t n) {
 }
 
 
+static int on_chunk_data (void *ud, const char *at, size_t n) {
+  return body_data(ud, at, n);
+}
+
+
+static int on_body (llhttp_t *p, const char *at, size_t n) {
+  return body_data(CONN(p), at, n);
+}
+
+
 static int on_message_complete (llhttp_t *p) {
-  CONN(p)->msg_done = 1;
+  owl_conn_t *c = CONN(p);
+  if (c->want_chunked) {            /* llhttp skipped the body: decode it */
+    c->want_chunked = 0;
+    c->in_chunked = 1;
+    owl_chunked_init(&c->chunked, c->srv->opt.max_header_bytes);
+  }
+  else
+    c->msg_done = 1;
   return HPE_PAUSED;
 }
 
@@ -285,11 +313,10 @@ static void init_settings (void) {
   settings.on_message_begin = on_message_begin;
   settings.on_url = on_url;
   settings.on_header_field = on_header_field;
+  settings.on_header_field_complete = on_header_field_complete;
   settings.on_header_value = on_header_value;
+  settings.on_header_value_complete = on_header_value_complete;
   settings.on_headers_complete = on_headers_complete;
-  settings.on_chunk_header = on_chunk_header;
-  settings.on_chunk_extension_name = on_chunk_ext;
-  settings.on_chunk_extension_value = on_chunk_ext;
   settings.on_body = on_body;
   settings.on_message_complete = on_message_complete;
 }
@@ -298,12 +325,45 @@ static void init_settings (void) {
 
 /* {====== parsing */
 
-static int status_of (llhttp_errno_t err) {
-  switch (err) {
-    case HPE_INVALID_TRANSFER_ENCODING: return 501;
-    case HPE_INVALID_VERSION: return 505;
-    default: return 400;
+static int isdig (char ch) {
+  return ch >= '0' && ch <= '9';
+}
+
+
+/*
+** The status for a parse error.  An unknown but well-formed method is 501
+** (RFC 9110 9.1); a well-formed version other than 1.x is 505; anything
+** malformed is 400.  c->line holds the first bytes of the message; the
+** version is found from the error position within [p, end).
+*/
+static int error_status (owl_conn_t *c, llhttp_errno_t err, const char *p,
+                         const char *end) {
+  if (c->err_status)
+    return c->err_status;
+  if (err == HPE_INVALID_TRANSFER_ENCODING)
+    return 501;
+  if (err == HPE_INVALID_METHOD) {
+    const char *s = c->line, *e = s + c->line_len;
+    while (s < e && (*s == '\r' || *s == '\n'))
+      s++;
+    const char *sp = memchr(s, ' ', (size_t)(e - s));
+    if (sp == NULL || sp == s)
+      return 400;
+    for (const char *q = s; q < sp; q++)
+      if (!istchar((unsigned char)*q))
+        return 400;
+    return 501;
   }
+  if (err == HPE_INVALID_VERSION) {
+    const char *at = llhttp_get_error_pos(&c->parser);
+    const char *v = at;
+    while (v > p && v[-1] != ' ')
+      v--;
+    if (v > p && end - v >= 10 && memcmp(v, "HTTP/", 5) == 0 && isdig(v[5]) &&
+        v[6] == '.' && isdig(v[7]) && v[8] == '\r' && v[9] == '\n')
+      return 505;
+  }
+  return 400;
 }
 
 
@@ -327,6 +387,63 @@ static int scanhead (owl_conn_t *c, const char *p, size_t n) {
 
 
 /*
+** Runs llhttp over p[0..n) until it ends or pauses; returns the bytes it
+** took, or -1 after failing the connection.  *again is set when the parser
+** must run once more even without bytes (a head just completed).
+*/
+static long parse_http (owl_conn_t *c, const char *p, size_t n, int *again) {
+  int in_head = c->in_head;
+  if (in_head && c->line_len < sizeof c->line) {
+    size_t k = sizeof c->line - c->line_len;
+    if (k > n)
+      k = n;
+    memcpy(c->line + c->line_len, p, k);
+    c->line_len += (unsigned char)k;
+  }
+  llhttp_errno_t err = llhttp_execute(&c->parser, p, n);
+  size_t used = n;
+  if (err == HPE_PAUSED) {
+    used = (size_t)(llhttp_get_error_pos(&c->parser) - p);
+    llhttp_resume(&c->parser);
+  }
+  else if (err != HPE_OK) {
+    conn_fail(c, error_status(c, err, p, p + n));
+    return -1;
+  }
+  if (in_head && scanhead(c, p, used)) {
+    conn_fail(c, 400);
+    return -1;
+  }
+  if (c->head_ready) {
+    c->head_ready = 0;
+    *again = 1;                     /* a message without body ends here */
+    c->in_head = 0;
+    c->body_in = 0;
+    if (owl_req_begin(c)) {
+      conn_fail(c, 500);
+      return -1;
+    }
+  }
+  return (long)used;
+}
+
+
+/* Runs chunked.c over p[0..n); as parse_http. */
+static long parse_chunked (owl_conn_t *c, const char *p, size_t n) {
+  long used = owl_chunked_decode(&c->chunked, p, n, on_chunk_data, c);
+  if (used < 0) {
+    conn_fail(c, c->err_status ? c->err_status : 400);
+    return -1;
+  }
+  if (owl_chunked_done(&c->chunked)) {
+    c->in_chunked = 0;
+    c->msg_done = 1;
+  }
+  return used;
+}
+
+
+/*
 ** Parses input for as long as no response is pending, building requests and
 ** starting or waking their apps.  Returns the bytes consumed, or -1 after the
 ** connection failed (the caller keeps nothing).
@@ -335,7 +452,6 @@ static long conn_feed (owl_conn_t *c, const char *p, size_t n) {
   const char *start = p;
   int again = 0;                    /* run llhttp once more, even on no bytes */
   while ((n > 0 || again) && !c->closing) {
-    again = 0;
     owl_req_t *r = c->req;
     if (r != NULL && r->body_done)
       break;                        /* pipelined input waits for the response */
@@ -344,46 +460,19 @@ static long conn_feed (owl_conn_t *c, const char *p, size_t n) {
       n = 0;
       break;
     }
-    if (c->crlf_left && check_crlf(c, p, p + n)) {
-      conn_fail(c, 400);
+    again = 0;
+    long used = c->in_chunked ? parse_chunked(c, p, n) : parse_http(c, p, n, &again);
+    if (used < 0)
       return -1;
-    }
-    int in_head = c->in_head;
-    c->pend = p + n;
-    llhttp_errno_t err = llhttp_execute(&c->parser, p, n);
-    size_t used = n;
-    if (err == HPE_PAUSED) {
-      used = (size_t)(llhttp_get_error_pos(&c->parser) - p);
-      llhttp_resume(&c->parser);
-    }
-    else if (err != HPE_OK) {
-      conn_fail(c, c->err_status ? c->err_status : status_of(err));
-      return -1;
-    }
-    if (in_head && scanhead(c, p, used)) {
-      conn_fail(c, 400);
-      return -1;
-    }
     if (used > 0)
       c->got_bytes = 1;
     p += used;
-    n -= used;
-    if (c->head_ready) {
-      c->head_ready = 0;
-      again = 1;                    /* a message without body ends here */
-      c->in_head = 0;
-      c->head_bytes = 0;            /* trailers get a budget of their own */
-      c->body_in = 0;
-      c->crlf_left = 0;
-      if (owl_req_begin(c)) {
-        conn_fail(c, 500);
-        return -1;
-      }
-    }
+    n -= (size_t)used;
     if (c->msg_done) {
       c->msg_done = 0;
       c->in_head = 1;
       c->last = '\n';
+      c->line_len = 0;
       r = c->req;
       if (r == NULL)                /* the app answered before the body ended */
         continue;
@@ -642,6 +731,8 @@ static void on_close (uv_handle_t *h) {
   if (--c->nhandles > 0)
     return;
   owl_server_t *s = c->srv;
+  if (c->lingering)
+    s->nlinger--;
   if (c->prev)
     c->prev->next = c->next;
   else
@@ -728,6 +819,7 @@ static void on_shutdown (uv_shutdown_t *sr, int status) {
 static void conn_linger (owl_conn_t *c) {
   uv_shutdown_t *sr = malloc(sizeof *sr);
   c->lingering = 1;
+  c->srv->nlinger++;                /* not counted against --max-connections */
   if (sr == NULL) {
     owl_conn_close(c);
     return;
@@ -823,7 +915,7 @@ void owl_conn_accept (uv_stream_t *listener) {
   c->in_head = 1;
   c->last = '\n';
   c->keepalive = 1;
-  if (s->nconns > s->opt.max_connections || s->stopping) {
+  if (s->nconns - s->nlinger > s->opt.max_connections || s->stopping) {
     static const char busy[] = "503 Service Unavailable: too many connections\n";
     owl_conn_canned(c, 503, busy, sizeof busy - 1, 1);
   }

@@ -32,6 +32,8 @@
 #include <uv.h>
 #include <llhttp.h>
 
+#include "chunked.h"
+
 #define OWL_VERSION "0.1.0"
 
 #define OWL_RBUF_SIZE   (64 * 1024)   /* the loop's one read buffer */
@@ -115,6 +117,7 @@ struct owl_server {
   int nlisteners;
   owl_conn_t *conns;            /* live connections, doubly linked */
   unsigned nconns;
+  unsigned nlinger;             /* connections closing after a last answer */
   uint64_t next_id;             /* owin.RequestId counter */
   int app_ref;                  /* the composed AppFunc */
   int keys_ref;                 /* array of interned env key strings */
@@ -159,12 +162,12 @@ struct owl_conn {
   size_t woff;                  /* bytes of wbuf already taken by uv_try_write */
   size_t head_bytes;
   uint64_t body_in;             /* body bytes of the current message */
-  uint64_t chunk_left;          /* data bytes left in the current chunk */
-  size_t ext_bytes;             /* chunk-extension bytes of the current chunk */
-  const char *pend;             /* end of the bytes given to llhttp_execute */
+  owl_chunked_t chunked;        /* decoder of a chunked request body */
   unsigned nreq;                /* requests answered on this connection */
-  int crlf_left;                /* CRLF bytes still due after chunk data */
+  int hstate;                   /* where the parser is within a header line */
   unsigned char last;           /* last head byte scanned */
+  unsigned char line_len;
+  char line[48];                /* first bytes of the message, for errors */
   int nhandles;                 /* open libuv handles; freed at 0 */
   int err_status;               /* status chosen by a callback for a parse error */
   int timer_mode;
@@ -177,8 +180,9 @@ struct owl_conn {
   unsigned keepalive : 1;
   unsigned in_drive : 1;
   unsigned got_bytes : 1;       /* some bytes of a request have arrived */
-  unsigned in_value : 1;        /* the last span was a header value */
   unsigned in_head : 1;         /* the parser is in a message head */
+  unsigned want_chunked : 1;    /* the message has a chunked body */
+  unsigned in_chunked : 1;      /* chunked.c is decoding the body */
   unsigned head_ready : 1;      /* paused at headers complete */
   unsigned msg_done : 1;        /* paused at message complete */
   unsigned nhost : 2;
