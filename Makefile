@@ -55,11 +55,11 @@ build/owl_codec.so: $(CODEC_SRCS) src/chunked.h
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(WARNINGS) -fPIC -shared -o $@ $(CODEC_SRCS)
 
-build/%.o: src/%.c src/owl.h src/chunked.h
+build/%.o: src/%.c src/owl.h src/chunked.h src/token.h
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(WARNINGS) -c -o $@ $<
 
-build/asan/%.o: src/%.c src/owl.h src/chunked.h
+build/asan/%.o: src/%.c src/owl.h src/chunked.h src/token.h
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(WARNINGS) $(SANITIZE) -O1 -c -o $@ $<
 

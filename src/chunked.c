@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "chunked.h"
+#include "token.h"
 
 
 enum {
@@ -43,18 +44,17 @@ enum {
 };
 
 
-static int istchar (unsigned char c) {
-  static const char extra[] = "!#$%&'*+-.^_`|~";
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-    return 1;
-  return c != 0 && strchr(extra, c) != NULL;
-}
-
-
-static int hexval (unsigned char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+/*
+** After a size, an extension name or a value: ";" starts an extension, CR
+** ends the line, BWS moves to ws; anything else is an error (-1).
+*/
+static int next_item (unsigned char c, int ws) {
+  if (c == ';')
+    return S_EXT_NAME0;
+  if (c == '\r')
+    return S_LF;
+  if (c == ' ' || c == '\t')
+    return ws;
   return -1;
 }
 
@@ -100,81 +100,45 @@ long owl_chunked_decode (owl_chunked_t *d, const char *p, size_t n,
     switch (d->state) {
       case S_SIZE0:
       case S_SIZE: {
-        int h = hexval(c);
+        int h = owl_hexval(c);
         if (h >= 0) {
           if (d->size >> 59)
             return -1;            /* would overflow */
           d->size = d->size * 16 + (uint64_t)h;
           d->state = S_SIZE;
         }
-        else if (d->state == S_SIZE0)
-          return -1;
-        else if (c == ' ' || c == '\t')
-          d->state = S_SIZE_WS;
-        else if (c == ';')
-          d->state = S_EXT_NAME0;
-        else if (c == '\r')
-          d->state = S_LF;
-        else
+        else if (d->state == S_SIZE0 || (d->state = next_item(c, S_SIZE_WS)) < 0)
           return -1;
         break;
       }
       case S_SIZE_WS:
-        if (c == ';')
-          d->state = S_EXT_NAME0;
-        else if (c == '\r')
-          d->state = S_LF;
-        else if (c != ' ' && c != '\t')
+      case S_EXT_TOKEN:
+        if (d->state == S_EXT_TOKEN && owl_istchar(c))
+          break;
+        if ((d->state = next_item(c, S_SIZE_WS)) < 0)
           return -1;
         break;
       case S_EXT_NAME0:
-        if (istchar(c))
+        if (owl_istchar(c))
           d->state = S_EXT_NAME;
         else if (c != ' ' && c != '\t')
           return -1;              /* ";=v", ";;" */
         break;
       case S_EXT_NAME:
-        if (istchar(c))
+      case S_EXT_NAME_WS:
+        if (d->state == S_EXT_NAME && owl_istchar(c))
           break;
         if (c == '=')
           d->state = S_EXT_EQ;
-        else if (c == ';')
-          d->state = S_EXT_NAME0;
-        else if (c == ' ' || c == '\t')
-          d->state = S_EXT_NAME_WS;
-        else if (c == '\r')
-          d->state = S_LF;
-        else
-          return -1;
-        break;
-      case S_EXT_NAME_WS:
-        if (c == '=')
-          d->state = S_EXT_EQ;
-        else if (c == ';')
-          d->state = S_EXT_NAME0;
-        else if (c == '\r')
-          d->state = S_LF;
-        else if (c != ' ' && c != '\t')
+        else if ((d->state = next_item(c, S_EXT_NAME_WS)) < 0)
           return -1;
         break;
       case S_EXT_EQ:
-        if (istchar(c))
+        if (owl_istchar(c))
           d->state = S_EXT_TOKEN;
         else if (c == '"')
           d->state = S_EXT_QUOTED;
         else if (c != ' ' && c != '\t')
-          return -1;
-        break;
-      case S_EXT_TOKEN:
-        if (istchar(c))
-          break;
-        if (c == ';')
-          d->state = S_EXT_NAME0;
-        else if (c == ' ' || c == '\t')
-          d->state = S_SIZE_WS;
-        else if (c == '\r')
-          d->state = S_LF;
-        else
           return -1;
         break;
       case S_EXT_QUOTED:
@@ -218,7 +182,7 @@ long owl_chunked_decode (owl_chunked_t *d, const char *p, size_t n,
       case S_TRAILER0:
         if (c == '\r')
           d->state = S_END_LF;
-        else if (istchar(c))
+        else if (owl_istchar(c))
           d->state = S_TRAILER_NAME;
         else
           return -1;              /* obs-fold, bare LF, ":" ... */
@@ -226,7 +190,7 @@ long owl_chunked_decode (owl_chunked_t *d, const char *p, size_t n,
       case S_TRAILER_NAME:
         if (c == ':')
           d->state = S_TRAILER;
-        else if (!istchar(c))
+        else if (!owl_istchar(c))
           return -1;              /* whitespace before the colon too */
         break;
       case S_TRAILER:

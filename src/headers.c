@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "owl.h"
+#include "token.h"
 
 
 static const char store_key = 0;
@@ -25,15 +26,6 @@ static const char frozen_key = 0;
 static const char hmt_key = 0;
 
 #define NAMEBUF 256
-
-
-/* RFC 9110 tchar */
-static int istchar (unsigned char c) {
-  static const char extra[] = "!#$%&'*+-.^_`|~";
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-    return 1;
-  return c != 0 && strchr(extra, c) != NULL;
-}
 
 
 /*
@@ -46,7 +38,7 @@ static const char *checkname (lua_State *L, int idx, size_t *len) {
   if (*len == 0)
     luaL_error(L, "invalid header name: empty");
   for (size_t i = 0; i < *len; i++)
-    if (!istchar((unsigned char)s[i]))
+    if (!owl_istchar((unsigned char)s[i]))
       luaL_error(L, "invalid header name '%s': byte %d is not a token character",
                  s, (int)(unsigned char)s[i]);
   return s;

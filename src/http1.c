@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "owl.h"
+#include "token.h"
 
 
 enum { T_NONE, T_HEAD, T_IDLE, T_BODY, T_LINGER };
@@ -125,14 +126,6 @@ static int on_url (llhttp_t *p, const char *at, size_t n) {
 }
 
 
-static int istchar (unsigned char ch) {
-  static const char extra[] = "!#$%&'*+-.^_`|~";
-  if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
-    return 1;
-  return ch != 0 && strchr(extra, ch) != NULL;
-}
-
-
 static int on_header_field (llhttp_t *p, const char *at, size_t n) {
   owl_conn_t *c = CONN(p);
   if (c->hstate == H_LINE) {        /* a new header line */
@@ -145,7 +138,7 @@ static int on_header_field (llhttp_t *p, const char *at, size_t n) {
   else if (c->hstate != H_NAME)
     return refuse(c, 400);
   for (size_t i = 0; i < n; i++)
-    if (!istchar((unsigned char)at[i]))
+    if (!owl_istchar((unsigned char)at[i]))
       return refuse(c, 400);        /* e.g. "Host : x" */
   if (count_head(c, n))
     return refuse(c, 431);
@@ -350,7 +343,7 @@ static int error_status (owl_conn_t *c, llhttp_errno_t err, const char *p,
     if (sp == NULL || sp == s)
       return 400;
     for (const char *q = s; q < sp; q++)
-      if (!istchar((unsigned char)*q))
+      if (!owl_istchar((unsigned char)*q))
         return 400;
     return 501;
   }

@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include "owl.h"
+#include "token.h"
 
 
 static const char req_key = 0;      /* env[&req_key] = request userdata */
@@ -78,14 +79,6 @@ static void pushreqof (lua_State *L, int idx) {
 
 /* {====== building the env */
 
-static int hexval (int c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-
 /*
 ** Pushes the path percent-decoded, except "%2F" which stays encoded (as
 ** ASP.NET Core does, so that a decoded "/" cannot change the segments).
@@ -105,8 +98,8 @@ static void pushpath (lua_State *L, const char *p, size_t n) {
   size_t j = 0;
   for (size_t i = 0; i < n; i++) {
     int h, l;
-    if (p[i] == '%' && i + 2 < n && (h = hexval((unsigned char)p[i + 1])) >= 0 &&
-        (l = hexval((unsigned char)p[i + 2])) >= 0 && !(h == 2 && l == 15)) {
+    if (p[i] == '%' && i + 2 < n && (h = owl_hexval((unsigned char)p[i + 1])) >= 0 &&
+        (l = owl_hexval((unsigned char)p[i + 2])) >= 0 && !(h == 2 && l == 15)) {
       out[j++] = (char)(h * 16 + l);
       i += 2;
     }

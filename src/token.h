@@ -1,0 +1,32 @@
+/*
+** Character classes of HTTP (RFC 9110 5.6.2), shared by the parsers.
+*/
+
+#ifndef OWL_TOKEN_H
+#define OWL_TOKEN_H
+
+/* tchar: "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" /
+** "_" / "`" / "|" / "~" / DIGIT / ALPHA */
+static inline int owl_istchar (unsigned char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+    return 1;
+  switch (c) {
+    case '!': case '#': case '$': case '%': case '&': case '\'': case '*':
+    case '+': case '-': case '.': case '^': case '_': case '`': case '|':
+    case '~':
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+
+/* The value of a hex digit, or -1. */
+static inline int owl_hexval (unsigned char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+#endif
