@@ -223,7 +223,7 @@ static int h_tostring (lua_State *L) {
 ** Pushes a new, empty headers table with room for narr names.
 */
 int owl_headers_new (lua_State *L, int narr) {
-  lua_createtable(L, 0, 2);
+  lua_createtable(L, 0, 3);                 /* store, names, frozen: no rehash */
   lua_createtable(L, 0, narr);
   lua_rawsetp(L, -2, &store_key);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &hmt_key);

@@ -231,6 +231,7 @@ struct owl_req {
   unsigned read_all : 1;        /* a read("a") is waiting: do not pause */
   unsigned wire : 1;            /* some bytes of the response reached conn->out unheld */
   unsigned abort : 1;           /* the response cannot end well: cut the connection */
+  unsigned head_live : 1;       /* conn->head still holds this request's head */
   int read_err;                 /* 0 or a libuv error for body reads */
   int64_t content_length;       /* set by the app, -1 if not */
   uint64_t body_in;             /* request body bytes received */

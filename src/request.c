@@ -31,15 +31,17 @@
 
 static const char req_key = 0;      /* env[&req_key] = request userdata */
 
+static void pushvirtual (lua_State *L, owl_req_t *r, int id, int key);
+
 /* Indexes into the keys array (srv->keys_ref) */
 enum {
   K_SCHEME = 1, K_METHOD, K_PATHBASE, K_PATH, K_QUERY, K_PROTOCOL,
-  K_REQHEADERS, K_REQBODY, K_RESPBODY, K_VERSION,
+  K_RESPBODY, K_VERSION,
   /* virtual: kept in the request */
   K_STATUS, K_REASON, K_RESPHEADERS,
   /* lazy: made on first access */
-  K_REQID, K_CANCEL, K_REMOTEIP, K_REMOTEPORT, K_LOCALIP, K_LOCALPORT,
-  K_ISLOCAL, K_ONSENDING, K_DISPOSING,
+  K_REQHEADERS, K_REQBODY, K_REQID, K_CANCEL, K_REMOTEIP, K_REMOTEPORT,
+  K_LOCALIP, K_LOCALPORT, K_ISLOCAL, K_ONSENDING, K_DISPOSING,
   K_LAST = K_DISPOSING,
   /* values */
   V_HTTP, V_HTTP11, V_HTTP10, V_EMPTY, V_V10, V_NKEYS = V_V10
@@ -48,8 +50,9 @@ enum {
 static const char *const keynames[] = {
   NULL, "owin.RequestScheme", "owin.RequestMethod", "owin.RequestPathBase",
   "owin.RequestPath", "owin.RequestQueryString", "owin.RequestProtocol",
-  "owin.RequestHeaders", "owin.RequestBody", "owin.ResponseBody", "owin.Version",
+  "owin.ResponseBody", "owin.Version",
   "owin.ResponseStatusCode", "owin.ResponseReasonPhrase", "owin.ResponseHeaders",
+  "owin.RequestHeaders", "owin.RequestBody",
   "owin.RequestId", "owin.CallCancelled", "server.RemoteIpAddress",
   "server.RemotePort", "server.LocalIpAddress", "server.LocalPort",
   "server.IsLocal", "server.OnSendingHeaders", "host.OnAppDisposing",
@@ -187,36 +190,48 @@ static int begin (lua_State *L) {
   SETK(K_PROTOCOL);
   lua_rawgeti(L, K, V_V10);
   SETK(K_VERSION);
-  owl_headers_new(L, (int)(nf / 2));
-  int h = lua_gettop(L);
-  for (size_t i = 1; i + 1 < nf; i += 2) {
-    const char *name = head + f[2 * i];
-    size_t nlen = f[2 * i + 1];
-    const char *v = head + f[2 * i + 2];
-    size_t vlen = f[2 * i + 3];
-    while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
-      vlen--;                       /* trailing OWS is not part of the value */
-    owl_headers_add(L, h, name, nlen, v, vlen);
-    if (nlen == 6 && memcmp(name, "expect", 6) == 0 && r->http_minor == 1 &&
-        ieq(v, vlen, "100-continue"))
-      r->expect_continue = 1;
-  }
-  SETK(K_REQHEADERS);
-  owl_stream_push(L, r, 0);
-  SETK(K_REQBODY);
   owl_stream_push(L, r, 1);
   SETK(K_RESPBODY);
-  owl_headers_new(L, 4);
-  lua_setiuservalue(L, ri, UV_RESPH);
   lua_pushvalue(L, env);
   lua_setiuservalue(L, ri, UV_ENV);
 #undef SETK
   lua_settop(L, ri);
   r->ref = luaL_ref(L, LUA_REGISTRYINDEX);
   r->conn = c;
+  r->head_live = 1;                 /* headers stay in c->head until asked */
+  for (size_t i = 1; i + 1 < nf; i += 2) {
+    if (f[2 * i + 1] == 6 && memcmp(head + f[2 * i], "expect", 6) == 0 &&
+        r->http_minor == 1 && ieq(head + f[2 * i + 2], f[2 * i + 3], "100-continue"))
+      r->expect_continue = 1;
+  }
   c->req = r;
   c->keepalive = llhttp_should_keep_alive(&c->parser) && !s->stopping;
   return 0;
+}
+
+
+/*
+** Pushes the request headers table built from the head kept in the
+** connection (an empty table once the head is gone).
+*/
+static void pushreqheaders (lua_State *L, owl_req_t *r) {
+  owl_conn_t *c = r->conn;
+  if (c == NULL || !r->head_live) {
+    owl_headers_new(L, 0);
+    return;
+  }
+  size_t *f = (size_t *)c->fields.base;
+  size_t nf = c->fields.len / (2 * sizeof(size_t));
+  const char *head = c->head.base;
+  owl_headers_new(L, (int)(nf / 2));
+  int h = lua_gettop(L);
+  for (size_t i = 1; i + 1 < nf; i += 2) {
+    const char *v = head + f[2 * i + 2];
+    size_t vlen = f[2 * i + 3];
+    while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+      vlen--;                       /* trailing OWS is not part of the value */
+    owl_headers_add(L, h, head + f[2 * i], f[2 * i + 1], v, vlen);
+  }
 }
 
 
@@ -233,8 +248,6 @@ int owl_req_begin (owl_conn_t *c) {
     lua_pop(L, 1);
     return -1;
   }
-  c->head.len = 0;
-  c->fields.len = 0;
   return 0;
 }
 /* }====== */
@@ -316,7 +329,11 @@ void owl_req_commit (lua_State *L, owl_req_t *r) {
   }
   lua_pop(L, 1);
   r->committed = 1;
-  lua_getiuservalue(L, ri, UV_RESPH);
+  if (lua_getiuservalue(L, ri, UV_RESPH) == LUA_TNIL) {
+    lua_settop(L, ri - 1);                  /* the app never set a header */
+    r->no_body = r->is_head || r->status < 200 || r->status == 204 || r->status == 304;
+    return;
+  }
   owl_headers_freeze(L, -1);
   owl_headers_rawget(L, -1, "content-length", 14);
   r->content_length = app_length(L);
@@ -334,8 +351,7 @@ void owl_req_commit (lua_State *L, owl_req_t *r) {
     }
   }
   lua_settop(L, ri - 1);
-  int st = r->status;
-  r->no_body = r->is_head || st < 200 || st == 204 || st == 304;
+  r->no_body = r->is_head || r->status < 200 || r->status == 204 || r->status == 304;
 }
 
 
@@ -370,7 +386,8 @@ void owl_req_serialize (lua_State *L, owl_req_t *r, int final) {
   append(L, b, reason, rl);
   append(L, b, "\r\n", 2);
   lua_pop(L, 1);
-  lua_getiuservalue(L, ri, UV_RESPH);
+  if (lua_getiuservalue(L, ri, UV_RESPH) == LUA_TNIL)
+    owl_headers_new(L, 0);                  /* none set: iterate nothing */
   owl_headers_store(L, -1);                 /* store, names */
   int names = lua_gettop(L), store = names - 1;
   lua_pushnil(L);
@@ -595,6 +612,7 @@ static void req_end (owl_req_t *r, int status) {
   r->task.co = NULL;
   r->task.co_ref = LUA_NOREF;
   owl_buf_free(&r->body);
+  r->head_live = 0;                         /* c->head goes to the next request */
   luaL_unref(L, LUA_REGISTRYINDEX, r->ref);
   r->ref = LUA_NOREF;
   if (c != NULL) {
@@ -703,7 +721,29 @@ void owl_req_cancel (owl_req_t *r) {
 }
 
 
+/* [request(light)] -> (): makes the headers table while c->head exists. */
+static int keepheaders (lua_State *L) {
+  owl_req_t *r = lua_touserdata(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref);
+  lua_getiuservalue(L, -1, UV_ENV);
+  lua_replace(L, 1);                        /* 1: env, as pushvirtual wants */
+  lua_settop(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, owl_srv.keys_ref);
+  lua_rawgeti(L, 2, K_REQHEADERS);          /* 3: the key */
+  pushvirtual(L, r, K_REQHEADERS, 3);
+  return 0;
+}
+
+
 void owl_req_detach (owl_req_t *r, int err) {
+  if (r->head_live && r->ref != LUA_NOREF) {
+    lua_State *L = owl_srv.L;
+    lua_pushcfunction(L, keepheaders);
+    lua_pushlightuserdata(L, r);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK)
+      lua_pop(L, 1);                        /* out of memory: they stay empty */
+    r->head_live = 0;
+  }
   r->conn = NULL;
   if (!r->body_done && r->read_err == 0)
     r->read_err = err;
@@ -821,7 +861,14 @@ static void pushvirtual (lua_State *L, owl_req_t *r, int id, int key) {
       lua_getiuservalue(L, ri, UV_REASON);
       break;
     case K_RESPHEADERS:
-      lua_getiuservalue(L, ri, UV_RESPH);
+      if (lua_getiuservalue(L, ri, UV_RESPH) == LUA_TNIL) {
+        lua_pop(L, 1);
+        owl_headers_new(L, 4);
+        if (r->committed)
+          owl_headers_freeze(L, -1);
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, ri, UV_RESPH);
+      }
       break;
     case K_CANCEL:
       if (lua_getiuservalue(L, ri, UV_CANCEL) != LUA_TTABLE) {
@@ -847,7 +894,19 @@ static void pushvirtual (lua_State *L, owl_req_t *r, int id, int key) {
       lua_pushvalue(L, key);
       if (lua_rawget(L, t) == LUA_TNIL) {
         lua_pop(L, 1);
-        if (id == K_REQID) {
+        if (id == K_REQHEADERS) {
+          lua_pushvalue(L, key);
+          pushreqheaders(L, r);
+          lua_rawset(L, t);
+        }
+        else if (id == K_REQBODY) {
+          lua_pushvalue(L, key);
+          lua_pushvalue(L, ri);
+          owl_stream_push(L, r, 0);
+          lua_remove(L, -2);
+          lua_rawset(L, t);
+        }
+        else if (id == K_REQID) {
           char buf[32];
           snprintf(buf, sizeof buf, "%" PRIu64, r->id);
           lua_pushvalue(L, key);

@@ -77,6 +77,16 @@ describe("#e2e client disconnects", function()
     end))
   end)
 
+  it("keep the request headers readable after the client left", function()
+    local c = assert(http.connect(srv.port))
+    c:send("GET /late-headers HTTP/1.1\r\nHost: h\r\nX-Late: still here\r\n\r\n")
+    socket.sleep(0.05)
+    c:close()
+    assert.is_true(wait_for(function()
+      return srv:stderr():find("late header: still here", 1, true) ~= nil
+    end), srv:stderr())
+  end)
+
   it("while the app waits for the body", function()
     local c = assert(http.connect(srv.port))
     c:send("POST /readall HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\nabc")
