@@ -22,8 +22,8 @@ SANITIZE ?= -fsanitize=address,undefined -fno-sanitize-recover=undefined \
 DEPS ?= tools/install-deps
 APP ?= apps/hello.lua
 
-SRCS = src/buf.c src/chunked.c src/headers.c src/http1.c src/main.c \
-       src/request.c src/runtime.c src/server.c src/stream.c
+SRCS = src/buf.c src/chunked.c src/env.c src/headers.c src/http1.c \
+       src/main.c src/request.c src/runtime.c src/server.c src/stream.c
 LUA_MODULES = lua/owin/init.lua lua/owin/cli.lua
 LLHTTP_SRCS = $(LLHTTP_SRCDIR)/llhttp.c $(LLHTTP_SRCDIR)/api.c $(LLHTTP_SRCDIR)/http.c
 
@@ -55,11 +55,11 @@ build/owl_codec.so: $(CODEC_SRCS) src/chunked.h
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(WARNINGS) -fPIC -shared -o $@ $(CODEC_SRCS)
 
-build/%.o: src/%.c src/owl.h src/chunked.h src/token.h
+build/%.o: src/%.c src/owl.h src/chunked.h src/token.h src/request.h
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(WARNINGS) -c -o $@ $<
 
-build/asan/%.o: src/%.c src/owl.h src/chunked.h src/token.h
+build/asan/%.o: src/%.c src/owl.h src/chunked.h src/token.h src/request.h
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(WARNINGS) $(SANITIZE) -O1 -c -o $@ $<
 

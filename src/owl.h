@@ -258,6 +258,7 @@ void owl_req_serialize (lua_State *L, owl_req_t *r, int final);
 int owl_req_body_write (lua_State *L, owl_req_t *r, const char *p, size_t n);
 void owl_req_continue (owl_req_t *r);
 void owl_open_request (lua_State *L);
+void owl_open_env (lua_State *L);
 /* }====== */
 
 

@@ -334,6 +334,7 @@ int luaopen_owin_core (lua_State *L) {
   owl_open_stream(L);
   owl_open_runtime(L);
   owl_open_request(L);
+  owl_open_env(L);
   owl_token_new(L);
   lua_pushvalue(L, -1);
   s->disposing_ref = luaL_ref(L, LUA_REGISTRYINDEX);

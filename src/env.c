@@ -1,0 +1,457 @@
+/*
+** The OWIN env table's metatable (see request.c for what the env holds).
+**
+** Three response keys (owin.ResponseStatusCode, owin.ResponseReasonPhrase,
+** owin.ResponseHeaders) are never stored in the env: __index and
+** __newindex read and write them in the request, so that changing them
+** after the headers went out raises "headers already sent".  Keys that cost
+** a system call or an allocation and are often not used (owin.RequestHeaders,
+** owin.RequestBody, owin.RequestId, owin.CallCancelled, server.*, host.*)
+** are made on first access and kept in the request (UV_LAZY), never in the
+** env: reading a key must not change a table that pairs() walks.
+** pairs(env) lists all of them.
+*/
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "owl.h"
+#include "request.h"
+
+
+static const char *const keynames[] = {
+  NULL, "owin.RequestScheme", "owin.RequestMethod", "owin.RequestPathBase",
+  "owin.RequestPath", "owin.RequestQueryString", "owin.RequestProtocol",
+  "owin.ResponseBody", "owin.Version",
+  "owin.ResponseStatusCode", "owin.ResponseReasonPhrase", "owin.ResponseHeaders",
+  "owin.RequestHeaders", "owin.RequestBody",
+  "owin.RequestId", "owin.CallCancelled", "server.RemoteIpAddress",
+  "server.RemotePort", "server.LocalIpAddress", "server.LocalPort",
+  "server.IsLocal", "server.OnSendingHeaders", "host.OnAppDisposing",
+  "http", "HTTP/1.1", "HTTP/1.0", "", "1.0"
+};
+
+
+static owl_req_t *checkreq (lua_State *L, int idx) {
+  return luaL_checkudata(L, idx, "owinlua.Request");
+}
+
+
+/* The request of the env at idx (raw slot), or NULL. */
+static owl_req_t *envreq (lua_State *L, int idx) {
+  lua_rawgetp(L, idx, &owl_req_key);
+  owl_req_t *r = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return r;
+}
+
+
+/*
+** Pushes the request headers table built from the head kept in the
+** connection (an empty table once the head is gone).
+*/
+static void pushreqheaders (lua_State *L, owl_req_t *r) {
+  owl_conn_t *c = r->conn;
+  if (c == NULL || !r->head_live) {
+    owl_headers_new(L, 0);
+    return;
+  }
+  size_t *f = (size_t *)c->fields.base;
+  size_t nf = c->fields.len / (2 * sizeof(size_t));
+  const char *head = c->head.base;
+  owl_headers_new(L, (int)(nf / 2));
+  int h = lua_gettop(L);
+  for (size_t i = 1; i + 1 < nf; i += 2) {
+    const char *v = head + f[2 * i + 2];
+    size_t vlen = f[2 * i + 3];
+    while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+      vlen--;                       /* trailing OWS is not part of the value */
+    owl_headers_add(L, h, head + f[2 * i], f[2 * i + 1], v, vlen);
+  }
+}
+
+
+
+/*
+** OnSendingHeaders(callback, state): upvalue 1 is the request.  Entries are
+** kept as { n = count, cb1, state1, cb2, state2, ... }; a state may be nil,
+** so the count is stored, never taken from the length.
+*/
+static int on_sending (lua_State *L) {
+  owl_req_t *r = checkreq(L, lua_upvalueindex(1));
+  lua_settop(L, 2);
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (r->committed)
+    return luaL_error(L, "server.OnSendingHeaders: headers already sent");
+  if (lua_getiuservalue(L, lua_upvalueindex(1), UV_ONSEND) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 4, 1);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, lua_upvalueindex(1), UV_ONSEND);
+  }
+  lua_getfield(L, 3, "n");
+  lua_Integer n = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, 3, n + 1);
+  lua_pushvalue(L, 2);
+  lua_rawseti(L, 3, n + 2);
+  lua_pushinteger(L, n + 2);
+  lua_setfield(L, 3, "n");
+  return 0;
+}
+
+
+static void setaddr (lua_State *L, int t, int K, int kip, int kport,
+                     const struct sockaddr_storage *ss, int ok) {
+  char ip[64] = "";
+  int port = 0;
+  if (ok && ss->ss_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+    uv_ip4_name(a, ip, sizeof ip);
+    port = ntohs(a->sin_port);
+  }
+  else if (ok && ss->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+    uv_ip6_name(a, ip, sizeof ip);
+    port = ntohs(a->sin6_port);
+  }
+  lua_rawgeti(L, K, kip);
+  lua_pushstring(L, ip);
+  lua_rawset(L, t);
+  lua_rawgeti(L, K, kport);
+  if (port)
+    lua_pushfstring(L, "%d", port);
+  else
+    lua_pushliteral(L, "");
+  lua_rawset(L, t);
+}
+
+
+/* Stores the server.* address keys in the table at t. */
+static void addresses (lua_State *L, int t, owl_req_t *r) {
+  struct sockaddr_storage peer, self;
+  int lp = sizeof peer, ls = sizeof self;
+  int okp = 0, oks = 0, local = 0;
+  owl_conn_t *c = r->conn;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, owl_srv.keys_ref);
+  int K = lua_gettop(L);
+  if (c && !c->is_pipe) {
+    okp = uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&peer, &lp) == 0;
+    oks = uv_tcp_getsockname(&c->h.tcp, (struct sockaddr *)&self, &ls) == 0;
+  }
+  setaddr(L, t, K, K_REMOTEIP, K_REMOTEPORT, &peer, okp);
+  setaddr(L, t, K, K_LOCALIP, K_LOCALPORT, &self, oks);
+  if (c && c->is_pipe)
+    local = 1;
+  else if (okp && oks) {
+    lua_rawgeti(L, K, K_REMOTEIP);
+    lua_rawget(L, t);
+    lua_rawgeti(L, K, K_LOCALIP);
+    lua_rawget(L, t);
+    local = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+  }
+  lua_rawgeti(L, K, K_ISLOCAL);
+  lua_pushboolean(L, local);
+  lua_rawset(L, t);
+  lua_pop(L, 1);
+}
+
+
+/*
+** Pushes the value of virtual or lazy key id (its name at key) for the env
+** at 1.  Lazy values are made once and kept in the request (UV_LAZY), never
+** in the env: reading a key must not change a table that pairs() walks.
+*/
+static void pushvirtual (lua_State *L, owl_req_t *r, int id, int key) {
+  lua_rawgetp(L, 1, &owl_req_key);
+  int ri = lua_gettop(L);
+  switch (id) {
+    case K_STATUS:
+      lua_pushinteger(L, r->status);
+      break;
+    case K_REASON:
+      lua_getiuservalue(L, ri, UV_REASON);
+      break;
+    case K_RESPHEADERS:
+      if (lua_getiuservalue(L, ri, UV_RESPH) == LUA_TNIL) {
+        lua_pop(L, 1);
+        owl_headers_new(L, 4);
+        if (r->committed)
+          owl_headers_freeze(L, -1);
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, ri, UV_RESPH);
+      }
+      break;
+    case K_CANCEL:
+      if (lua_getiuservalue(L, ri, UV_CANCEL) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        owl_token_new(L);
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, ri, UV_CANCEL);
+        if (r->cancelled)
+          owl_token_fire(L, -1);
+      }
+      break;
+    case K_DISPOSING:
+      lua_rawgeti(L, LUA_REGISTRYINDEX, owl_srv.disposing_ref);
+      break;
+    default: {
+      if (lua_getiuservalue(L, ri, UV_LAZY) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_createtable(L, 0, 8);
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, ri, UV_LAZY);
+      }
+      int t = lua_gettop(L);
+      lua_pushvalue(L, key);
+      if (lua_rawget(L, t) == LUA_TNIL) {
+        lua_pop(L, 1);
+        if (id == K_REQHEADERS) {
+          lua_pushvalue(L, key);
+          pushreqheaders(L, r);
+          lua_rawset(L, t);
+        }
+        else if (id == K_REQBODY) {
+          lua_pushvalue(L, key);
+          lua_pushvalue(L, ri);
+          owl_stream_push(L, r, 0);
+          lua_remove(L, -2);
+          lua_rawset(L, t);
+        }
+        else if (id == K_REQID) {
+          char buf[32];
+          snprintf(buf, sizeof buf, "%" PRIu64, r->id);
+          lua_pushvalue(L, key);
+          lua_pushstring(L, buf);
+          lua_rawset(L, t);
+        }
+        else if (id == K_ONSENDING) {
+          lua_pushvalue(L, key);
+          lua_pushvalue(L, ri);
+          lua_pushcclosure(L, on_sending, 1);
+          lua_rawset(L, t);
+        }
+        else
+          addresses(L, t, r);               /* all five at once */
+        lua_pushvalue(L, key);
+        lua_rawget(L, t);
+      }
+      lua_remove(L, t);
+    }
+  }
+  lua_remove(L, ri);
+}
+
+
+/* __index(env, key); upvalue 1: key string -> id */
+static int env_index (lua_State *L) {
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNUMBER)
+    return 1;                               /* nil */
+  int id = (int)lua_tointeger(L, -1);
+  owl_req_t *r = envreq(L, 1);
+  if (r == NULL)
+    return 0;
+  pushvirtual(L, r, id, 2);
+  return 1;
+}
+
+
+static void sent_error (lua_State *L, const char *key) {
+  luaL_error(L, "headers already sent: cannot change %s", key);
+}
+
+
+/* __newindex(env, key, value) */
+static int env_newindex (lua_State *L) {
+  lua_pushvalue(L, 2);
+  int id = lua_rawget(L, lua_upvalueindex(1)) == LUA_TNUMBER ?
+           (int)lua_tointeger(L, -1) : 0;
+  lua_pop(L, 1);
+  owl_req_t *r = envreq(L, 1);
+  if (r == NULL || id < K_STATUS || id > K_RESPHEADERS) {
+    lua_rawset(L, 1);
+    return 0;
+  }
+  if (r->committed)
+    sent_error(L, lua_tostring(L, 2));
+  lua_rawgetp(L, 1, &owl_req_key);
+  int ri = lua_gettop(L);
+  switch (id) {
+    case K_STATUS: {
+      int isnum;
+      lua_Integer st = lua_tointegerx(L, 3, &isnum);
+      if (!isnum || st < 100 || st > 999)
+        return luaL_error(L, "owin.ResponseStatusCode must be an integer from 100 "
+                          "to 999, got %s", luaL_tolstring(L, 3, NULL));
+      r->status = (int)st;
+      break;
+    }
+    case K_REASON:
+      if (!lua_isnil(L, 3)) {
+        size_t n;
+        const char *s = luaL_tolstring(L, 3, &n);
+        for (size_t i = 0; i < n; i++)
+          if (s[i] == '\r' || s[i] == '\n' || s[i] == 0)
+            return luaL_error(L, "owin.ResponseReasonPhrase: CR, LF and NUL are "
+                              "not allowed");
+        lua_replace(L, 3);
+      }
+      lua_pushvalue(L, 3);
+      lua_setiuservalue(L, ri, UV_REASON);
+      break;
+    case K_RESPHEADERS:
+      luaL_argexpected(L, lua_istable(L, 3), 3, "table");
+      if (!owl_headers_is(L, 3)) {
+        owl_headers_from(L, 3);
+        lua_replace(L, 3);
+      }
+      lua_pushvalue(L, 3);
+      lua_setiuservalue(L, ri, UV_RESPH);
+      break;
+  }
+  return 0;
+}
+
+
+/*
+** pairs(env) iterator: the raw keys, then the virtual and lazy ones that
+** are not stored yet.  upvalue 1: key -> id; upvalue 2: keys array.
+*/
+static int env_next (lua_State *L) {
+  int id = 0;
+  lua_settop(L, 2);
+  if (!lua_isnil(L, 2)) {
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(1)) == LUA_TNUMBER)
+      id = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    if (id >= K_STATUS) {
+      lua_pushvalue(L, 2);
+      if (lua_rawget(L, 1) != LUA_TNIL)
+        id = 0;                             /* a lazy key already stored */
+      lua_pop(L, 1);
+    }
+    else
+      id = 0;
+  }
+  if (id == 0) {
+    lua_pushvalue(L, 2);
+    while (lua_next(L, 1)) {
+      if (lua_type(L, -2) != LUA_TLIGHTUSERDATA)
+        return 2;
+      lua_pop(L, 1);                        /* skip the hidden request slot */
+    }
+    id = K_STATUS - 1;
+  }
+  owl_req_t *r = envreq(L, 1);
+  for (id = id + 1; r != NULL && id <= K_LAST; id++) {
+    lua_rawgeti(L, lua_upvalueindex(2), id);  /* key */
+    lua_pushvalue(L, -1);
+    if (id > K_RESPHEADERS && lua_rawget(L, 1) != LUA_TNIL) {
+      lua_pop(L, 2);
+      continue;                             /* listed with the raw keys */
+    }
+    lua_pop(L, 1);
+    lua_replace(L, 2);
+    pushvirtual(L, r, id, 2);
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      continue;
+    }
+    return 2;
+  }
+  return 0;
+}
+
+
+static int env_pairs (lua_State *L) {
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_pushcclosure(L, env_next, 2);
+  lua_pushvalue(L, 1);
+  lua_pushnil(L);
+  return 3;
+}
+
+/* [request(light)] -> (): makes the headers table while c->head exists. */
+int owl_env_keepheaders (lua_State *L) {
+  owl_req_t *r = lua_touserdata(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref);
+  lua_getiuservalue(L, -1, UV_ENV);
+  lua_replace(L, 1);                        /* 1: env, as pushvirtual wants */
+  lua_settop(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, owl_srv.keys_ref);
+  lua_rawgeti(L, 2, K_REQHEADERS);          /* 3: the key */
+  pushvirtual(L, r, K_REQHEADERS, 3);
+  return 0;
+}
+
+
+/* Lua: core.env() -> the env of the request running in this coroutine */
+static int l_env (lua_State *L) {
+  owl_task_t *t = owl_task_of(L);
+  owl_req_t *r = (owl_req_t *)t;
+  if (t == NULL || r->ref == LUA_NOREF)
+    return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref);
+  lua_getiuservalue(L, -1, UV_ENV);
+  return 1;
+}
+
+
+/* Lua: owin.keys() -> array of every key an env can hold */
+static int l_keys (lua_State *L) {
+  lua_createtable(L, K_LAST, 0);
+  for (int i = 1; i <= K_LAST; i++) {
+    lua_pushstring(L, keynames[i]);
+    lua_rawseti(L, -2, i);
+  }
+  return 1;
+}
+
+
+/*
+** Creates the keys array and the env metatable; adds keys() and env() to
+** the module table on top.
+*/
+void owl_open_env (lua_State *L) {
+  owl_server_t *s = &owl_srv;
+  lua_createtable(L, V_NKEYS, 0);
+  for (int i = 1; i <= V_NKEYS; i++) {
+    lua_pushstring(L, keynames[i]);
+    lua_rawseti(L, -2, i);
+  }
+  int K = lua_gettop(L);
+  lua_pushvalue(L, K);
+  s->keys_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_createtable(L, 0, K_LAST);            /* key -> id for virtual/lazy */
+  for (int i = K_STATUS; i <= K_LAST; i++) {
+    lua_rawgeti(L, K, i);
+    lua_pushinteger(L, i);
+    lua_rawset(L, -3);
+  }
+  int ids = lua_gettop(L);
+  lua_createtable(L, 0, 4);                 /* env metatable */
+  lua_pushvalue(L, ids);
+  lua_pushcclosure(L, env_index, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pushvalue(L, ids);
+  lua_pushcclosure(L, env_newindex, 1);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushvalue(L, ids);
+  lua_pushvalue(L, K);
+  lua_pushcclosure(L, env_pairs, 2);
+  lua_setfield(L, -2, "__pairs");
+  lua_pushliteral(L, "owin.env");
+  lua_setfield(L, -2, "__name");
+  s->env_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pop(L, 2);                            /* ids, K */
+  lua_pushcfunction(L, l_keys);
+  lua_setfield(L, -2, "keys");
+  lua_pushcfunction(L, l_env);
+  lua_setfield(L, -2, "env");
+}

@@ -1,0 +1,45 @@
+/*
+** Internals shared by request.c (the request cycle, the env) and
+** upgrade.c (101 answers): the request userdata's user values and the
+** indexes of the env key strings.
+*/
+
+#ifndef OWL_REQUEST_H
+#define OWL_REQUEST_H
+
+#include "owl.h"
+
+/* user values of a request userdata */
+#define UV_RESPH   1   /* response headers table, once made */
+#define UV_ONSEND  2   /* { n = count, cb1, state1, cb2, state2, ... } */
+#define UV_CANCEL  3   /* CallCancelled token, once materialized */
+#define UV_REASON  4   /* reason phrase string */
+#define UV_ENV     5
+#define UV_LAZY    6   /* lazy values made so far: key -> value */
+#define UV_UPGRADE 7   /* { params, callback } of websocket.Accept/opaque.Upgrade */
+#define NUV        7
+
+/* indexes into the keys array (srv->keys_ref) */
+enum {
+  K_SCHEME = 1, K_METHOD, K_PATHBASE, K_PATH, K_QUERY, K_PROTOCOL,
+  K_RESPBODY, K_VERSION,
+  /* virtual: kept in the request */
+  K_STATUS, K_REASON, K_RESPHEADERS,
+  /* lazy: made on first access */
+  K_REQHEADERS, K_REQBODY, K_REQID, K_CANCEL, K_REMOTEIP, K_REMOTEPORT,
+  K_LOCALIP, K_LOCALPORT, K_ISLOCAL, K_ONSENDING, K_DISPOSING,
+  K_LAST = K_DISPOSING,
+  /* values */
+  V_HTTP, V_HTTP11, V_HTTP10, V_EMPTY, V_V10, V_NKEYS = V_V10
+};
+
+
+/* env[&owl_req_key] holds the request userdata */
+extern const char owl_req_key;
+
+/* env.c: [request(light)] -> (): makes owin.RequestHeaders while the head
+** is still in the connection (a lua_CFunction, run protected). */
+int owl_env_keepheaders (lua_State *L);
+
+
+#endif
