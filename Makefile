@@ -23,8 +23,9 @@ DEPS ?= tools/install-deps
 APP ?= apps/hello.lua
 
 SRCS = src/buf.c src/chunked.c src/env.c src/headers.c src/http1.c \
-       src/main.c src/request.c src/runtime.c src/server.c src/stream.c
-LUA_MODULES = lua/owin/init.lua lua/owin/cli.lua
+       src/main.c src/request.c src/runtime.c src/server.c src/stream.c \
+       src/upgrade.c src/websocket.c src/ws.c
+LUA_MODULES = lua/owin/init.lua lua/owin/cli.lua lua/owin/websocket.lua
 LLHTTP_SRCS = $(LLHTTP_SRCDIR)/llhttp.c $(LLHTTP_SRCDIR)/api.c $(LLHTTP_SRCDIR)/http.c
 
 OBJS = $(SRCS:src/%.c=build/%.o)
@@ -33,9 +34,10 @@ LLHTTP_OBJS = build/llhttp/llhttp.o build/llhttp/api.o build/llhttp/http.o
 ASAN_LLHTTP_OBJS = $(LLHTTP_OBJS:build/llhttp/%=build/asan/llhttp/%)
 
 ALL_CFLAGS = -std=gnu99 $(CFLAGS) -I$(LUA_INCDIR) -I$(LLHTTP_INCDIR) -D_GNU_SOURCE
-LIBS = $(LUA_LIBS) $(UV_LIBS) -lm
+Z_LIBS ?= -lz
+LIBS = $(LUA_LIBS) $(UV_LIBS) $(Z_LIBS) -lm
 
-CODEC_SRCS = src/chunked.c src/codec_lua.c
+CODEC_SRCS = src/chunked.c src/ws.c src/codec_lua.c
 
 .PHONY: all deps run test test-unit test-e2e install uninstall clean bench
 
@@ -51,15 +53,15 @@ owinlua-asan: $(ASAN_OBJS) $(ASAN_LLHTTP_OBJS)
 	$(CC) $(ALL_CFLAGS) $(SANITIZE) -o $@ $^ $(LIBS) $(LDFLAGS)
 
 # The pure codecs as a Lua module, for their unit specs.
-build/owl_codec.so: $(CODEC_SRCS) src/chunked.h
+build/owl_codec.so: $(CODEC_SRCS) src/chunked.h src/ws.h
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(WARNINGS) -fPIC -shared -o $@ $(CODEC_SRCS)
+	$(CC) $(ALL_CFLAGS) $(WARNINGS) -fPIC -shared -o $@ $(CODEC_SRCS) -lz
 
-build/%.o: src/%.c src/owl.h src/chunked.h src/token.h src/request.h
+build/%.o: src/%.c src/owl.h src/chunked.h src/token.h src/request.h src/ws.h
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(WARNINGS) -c -o $@ $<
 
-build/asan/%.o: src/%.c src/owl.h src/chunked.h src/token.h src/request.h
+build/asan/%.o: src/%.c src/owl.h src/chunked.h src/token.h src/request.h src/ws.h
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(WARNINGS) $(SANITIZE) -O1 -c -o $@ $<
 

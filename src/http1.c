@@ -219,6 +219,57 @@ static int check_te (owl_conn_t *c, size_t i, int *nchunked) {
 }
 
 
+/* The values of header lname (lowercase), joined; NULL, 0 if absent. */
+static const char *field_value (owl_conn_t *c, const char *lname, size_t *len,
+                                owl_buf_t *b) {
+  size_t n = nfields(c), ln = strlen(lname);
+  b->len = 0;
+  for (size_t i = 1; i + 1 < n; i += 2) {
+    if (!field_is(c, i, lname, ln))
+      continue;
+    size_t *f = field(c, i + 1);
+    if ((b->len > 0 && owl_buf_append(b, ",", 1)) ||
+        owl_buf_append(b, c->head.base + f[0], f[1]))
+      return NULL;
+  }
+  *len = b->len;
+  return b->len ? b->base : NULL;
+}
+
+
+/*
+** 0: no upgrade; 1: Connection: upgrade with an Upgrade header (what
+** opaque.Upgrade needs); 2: a valid WebSocket handshake (RFC 6455 4.2.1);
+** -426 for a WebSocket handshake of another version.
+*/
+static int check_upgrade (owl_conn_t *c, llhttp_t *p) {
+  owl_buf_t b = { NULL, 0, 0 };
+  size_t n;
+  int up = 0;
+  const char *v = field_value(c, "connection", &n, &b);
+  if (v == NULL || !owl_list_has(v, n, "upgrade", 7))
+    goto done;
+  if ((v = field_value(c, "upgrade", &n, &b)) == NULL)
+    goto done;
+  up = 1;
+  if (!owl_list_has(v, n, "websocket", 9) || p->method != HTTP_GET || p->http_minor != 1)
+    goto done;
+  v = field_value(c, "sec-websocket-version", &n, &b);
+  if (v == NULL)
+    goto done;
+  if (n != 2 || memcmp(v, "13", 2) != 0) {
+    up = -426;
+    goto done;
+  }
+  v = field_value(c, "sec-websocket-key", &n, &b);
+  if (v != NULL && owl_ws_key_valid(v, n))
+    up = 2;
+done:
+  owl_buf_free(&b);
+  return up;
+}
+
+
 static int on_headers_complete (llhttp_t *p) {
   owl_conn_t *c = CONN(p);
   owl_options_t *o = &c->srv->opt;
@@ -248,7 +299,11 @@ static int on_headers_complete (llhttp_t *p) {
     return refuse(c, 400);
   if (o->max_body && (p->flags & F_CONTENT_LENGTH) && p->content_length > o->max_body)
     return refuse(c, 413);
-  p->upgrade = 0;                   /* no protocol switch here: h2c is ignored */
+  int up = check_upgrade(c, p);
+  if (up < 0)
+    return refuse(c, -up);
+  c->upgrade = (unsigned)up;
+  p->upgrade = 0;                   /* llhttp must not switch: the app decides */
   if (p->flags & F_CHUNKED) {
     p->flags |= F_SKIPBODY;         /* chunked.c decodes the body */
     c->want_chunked = 1;
@@ -502,7 +557,7 @@ void owl_conn_continue (owl_conn_t *c) {
 
 /* {====== reading */
 
-static void on_alloc (uv_handle_t *h, size_t size, uv_buf_t *buf) {
+void owl_conn_alloc (uv_handle_t *h, size_t size, uv_buf_t *buf) {
   owl_conn_t *c = h->data;
   (void)size;
   buf->base = c->srv->rbuf;
@@ -510,10 +565,17 @@ static void on_alloc (uv_handle_t *h, size_t size, uv_buf_t *buf) {
 }
 
 
-static void on_read (uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+void owl_conn_read (uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   owl_conn_t *c = s->data;
   if (nread == 0)
     return;
+  if (c->ws != NULL) {              /* after a 101 */
+    if (nread < 0)
+      owl_conn_close(c);
+    else
+      owl_wsock_on_read(c->ws, buf->base, (size_t)nread);
+    return;
+  }
   if (nread < 0) {
     /* A client that leaves while its request runs cancels it (as nginx's
     ** lua_check_client_abort and uvicorn do); output already produced for
@@ -570,7 +632,7 @@ static void update_reading (owl_conn_t *c) {
   else
     want = r->read_all || r->body.len < OWL_BODY_HIGH;
   if (want && !c->reading) {
-    if (uv_read_start(&c->h.stream, on_alloc, on_read) == 0)
+    if (uv_read_start(&c->h.stream, owl_conn_alloc, owl_conn_read) == 0)
       c->reading = 1;
   }
   else if (!want && c->reading) {
@@ -605,7 +667,12 @@ static void on_write (uv_write_t *w, int status) {
     return;
   }
   owl_conn_flush(c);
-  if (c->req && c->req->task.wait == OWL_WAIT_DRAIN && owl_conn_pending(c) <= OWL_OUT_LOW)
+  if (c->ws != NULL) {
+    if (owl_conn_pending(c) <= OWL_OUT_LOW)
+      owl_wsock_wake(c->ws);
+    owl_wsock_settle(c->ws);
+  }
+  else if (c->req && c->req->task.wait == OWL_WAIT_DRAIN && owl_conn_pending(c) <= OWL_OUT_LOW)
     owl_req_wake_writer(c->req);
   else
     conn_settle(c);
@@ -671,18 +738,18 @@ int owl_conn_unhold (owl_conn_t *c, const char *head, size_t n) {
 /*
 ** Appends a complete response made by the server itself (errors, 100).
 */
-void owl_conn_canned (owl_conn_t *c, int status, const char *body, size_t blen,
-                      int close) {
+void owl_conn_canned (owl_conn_t *c, int status, const char *extra,
+                      const char *body, size_t blen, int close) {
   char head[512];
   owl_server_t *s = c->srv;
   owl_server_date(s);
   int n = snprintf(head, sizeof head,
-                   "HTTP/1.1 %d %s\r\nDate: %s\r\n%s%s%s"
+                   "HTTP/1.1 %d %s\r\nDate: %s\r\n%s%s%s%s"
                    "Content-Type: text/plain; charset=utf-8\r\n"
                    "Content-Length: %zu\r\n%s\r\n",
                    status, owl_reason(status), s->date,
                    s->opt.server_name[0] ? "Server: " : "", s->opt.server_name,
-                   s->opt.server_name[0] ? "\r\n" : "", blen,
+                   s->opt.server_name[0] ? "\r\n" : "", extra ? extra : "", blen,
                    close ? "Connection: close\r\n" : "");
   if (owl_buf_insert(&c->out, c->out.len - c->held, head, (size_t)n) ||
       owl_buf_insert(&c->out, c->out.len - c->held, body, blen))
@@ -712,7 +779,8 @@ static void conn_fail (owl_conn_t *c, int status) {
   }
   char body[64];
   int n = snprintf(body, sizeof body, "%d %s\n", status, owl_reason(status));
-  owl_conn_canned(c, status, body, (size_t)n, 1);
+  owl_conn_canned(c, status, status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL,
+                  body, (size_t)n, 1);
 }
 /* }====== */
 
@@ -755,11 +823,17 @@ void owl_conn_close (owl_conn_t *c) {
     c->req = NULL;
     owl_req_detach(r, UV_ECONNRESET);
   }
+  if (c->ws != NULL)
+    owl_wsock_detach(c->ws);
 }
 
 
-static void on_timer (uv_timer_t *t) {
+void owl_conn_timer (uv_timer_t *t) {
   owl_conn_t *c = t->data;
+  if (c->ws != NULL) {
+    owl_wsock_on_timer(c->ws);
+    return;
+  }
   switch (c->timer_mode) {
     case T_HEAD:
       if (c->got_bytes && !c->close_after) {
@@ -796,7 +870,7 @@ static void set_timer (owl_conn_t *c, int mode) {
   if (ms == 0)
     uv_timer_stop(&c->timer);
   else
-    uv_timer_start(&c->timer, on_timer, ms, mode == T_BODY ? ms : 0);
+    uv_timer_start(&c->timer, owl_conn_timer, ms, mode == T_BODY ? ms : 0);
 }
 
 
@@ -834,6 +908,10 @@ static void conn_linger (owl_conn_t *c) {
 static void conn_settle (owl_conn_t *c) {
   if (c->closing || c->lingering)
     return;
+  if (c->ws != NULL) {
+    owl_wsock_settle(c->ws);
+    return;
+  }
   owl_conn_flush(c);
   if (c->closing)
     return;
@@ -910,7 +988,7 @@ void owl_conn_accept (uv_stream_t *listener) {
   c->keepalive = 1;
   if (s->nconns - s->nlinger > s->opt.max_connections || s->stopping) {
     static const char busy[] = "503 Service Unavailable: too many connections\n";
-    owl_conn_canned(c, 503, busy, sizeof busy - 1, 1);
+    owl_conn_canned(c, 503, NULL, busy, sizeof busy - 1, 1);
   }
   conn_settle(c);
 }

@@ -33,6 +33,7 @@
 #include <llhttp.h>
 
 #include "chunked.h"
+#include "ws.h"
 
 #define OWL_VERSION "0.1.0"
 
@@ -74,6 +75,11 @@ typedef struct owl_options {
   unsigned max_connections;
   int backlog;
   int dev;
+  uint64_t ws_max_message;      /* bytes; a frame is held to it as well */
+  uint64_t ws_ping_interval;    /* milliseconds, 0: no pings */
+  uint64_t ws_ping_timeout;
+  uint64_t ws_close_timeout;
+  int ws_deflate;               /* offer permessage-deflate */
   char server_name[64];         /* "" leaves out the Server header */
 } owl_options_t;
 
@@ -81,6 +87,7 @@ typedef struct owl_server owl_server_t;
 typedef struct owl_conn owl_conn_t;
 typedef struct owl_req owl_req_t;
 typedef struct owl_task owl_task_t;
+typedef struct owl_wsock owl_wsock_t;
 
 
 /* {====== tasks: coroutines the loop resumes (runtime.c) */
@@ -89,7 +96,8 @@ enum owl_wait {
   OWL_WAIT_NONE = 0,    /* running, or yielded outside our API */
   OWL_WAIT_READ,        /* request body bytes */
   OWL_WAIT_DRAIN,       /* output below the low-water mark */
-  OWL_WAIT_SLEEP        /* a timer */
+  OWL_WAIT_SLEEP,       /* a timer */
+  OWL_WAIT_WS           /* a change on a WebSocket (websocket.c) */
 };
 
 struct owl_task {
@@ -153,6 +161,7 @@ struct owl_conn {
   owl_server_t *srv;
   owl_conn_t *prev, *next;
   owl_req_t *req;               /* the request being served, or NULL */
+  owl_wsock_t *ws;              /* after a 101: the socket (websocket.c) */
   owl_buf_t in;                 /* unparsed input kept while paused */
   owl_buf_t out;                /* framed output not yet handed to libuv */
   owl_buf_t wbuf;               /* output in flight in wreq */
@@ -186,9 +195,13 @@ struct owl_conn {
   unsigned head_ready : 1;      /* paused at headers complete */
   unsigned msg_done : 1;        /* paused at message complete */
   unsigned nhost : 2;
+  unsigned upgrade : 2;         /* 1: Connection: upgrade; 2: a valid WebSocket handshake */
 };
 
 void owl_conn_accept (uv_stream_t *listener);
+void owl_conn_alloc (uv_handle_t *h, size_t size, uv_buf_t *buf);
+void owl_conn_read (uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+void owl_conn_timer (uv_timer_t *t);
 void owl_conn_close (owl_conn_t *c);
 void owl_conn_flush (owl_conn_t *c);
 /* Runs the request/parse cycle after an app wait ended or the app finished. */
@@ -198,8 +211,8 @@ size_t owl_conn_pending (owl_conn_t *c);
 /* The status line + headers are about to precede the held body. */
 int owl_conn_unhold (owl_conn_t *c, const char *head, size_t n);
 /* Appends a response made by the server (errors); close: then close. */
-void owl_conn_canned (owl_conn_t *c, int status, const char *body, size_t blen,
-                      int close);
+void owl_conn_canned (owl_conn_t *c, int status, const char *extra,
+                      const char *body, size_t blen, int close);
 /* The response of c's request ended; keep: the connection may be reused. */
 void owl_conn_request_done (owl_conn_t *c, int keep);
 void owl_conn_resume_reading (owl_conn_t *c);
@@ -232,6 +245,8 @@ struct owl_req {
   unsigned wire : 1;            /* some bytes of the response reached conn->out unheld */
   unsigned abort : 1;           /* the response cannot end well: cut the connection */
   unsigned head_live : 1;       /* conn->head still holds this request's head */
+  unsigned upgrade_kind : 2;    /* websocket.Accept (1) or opaque.Upgrade (2) called */
+  unsigned upgraded : 1;        /* the 101 went out: a socket took the connection */
   int read_err;                 /* 0 or a libuv error for body reads */
   int64_t content_length;       /* set by the app, -1 if not */
   uint64_t body_in;             /* request body bytes received */
@@ -277,6 +292,24 @@ void owl_headers_add (lua_State *L, int idx, const char *lname, size_t nlen,
                       const char *v, size_t vlen);
 
 void owl_open_stream (lua_State *L);
+
+/* websocket.c: a connection after a 101 */
+void owl_wsock_new (lua_State *L, owl_conn_t *c, int reqidx, int raw,
+                    const owl_ws_deflate_t *pmd);
+void owl_wsock_on_read (owl_wsock_t *w, char *p, size_t n);
+void owl_wsock_settle (owl_wsock_t *w);
+void owl_wsock_on_timer (owl_wsock_t *w);
+void owl_wsock_detach (owl_wsock_t *w);
+void owl_wsock_shutdown (owl_wsock_t *w);
+void owl_wsock_wake (owl_wsock_t *w);
+void owl_wsock_env (lua_State *L, int idx, int raw);
+void owl_wsock_end (lua_State *L, int idx, unsigned code);
+void owl_open_websocket (lua_State *L);
+/* upgrade.c: 101 answers */
+void owl_upgrade_env (lua_State *L, owl_conn_t *c, int env, int ri);
+int owl_upgrade_run (lua_State *L, owl_req_t *r);
+void owl_upgrade_end (lua_State *L, owl_req_t *r, unsigned code);
+void owl_open_upgrade (lua_State *L);
 void owl_stream_push (lua_State *L, owl_req_t *r, int output);
 
 void owl_open_runtime (lua_State *L);

@@ -147,6 +147,8 @@ static int begin (lua_State *L) {
   SETK(K_RESPBODY);
   lua_pushvalue(L, env);
   lua_setiuservalue(L, ri, UV_ENV);
+  if (c->upgrade)
+    owl_upgrade_env(L, c, env, ri);
 #undef SETK
   lua_settop(L, ri);
   r->ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -392,7 +394,9 @@ void owl_req_serialize (lua_State *L, owl_req_t *r, int final) {
   }
   if (final && !r->body_done)
     c->keepalive = 0;                       /* the rest of the body is not read */
-  if (!c->keepalive || s->stopping) {
+  if (st == 101)
+    append(L, b, "Connection: Upgrade\r\n", 21);
+  else if (!c->keepalive || s->stopping) {
     c->keepalive = 0;
     append(L, b, "Connection: close\r\n", 19);
   }
@@ -492,9 +496,25 @@ static void finish (lua_State *L, owl_req_t *r) {
 
 /* {====== the coroutine */
 
-static int main_k (lua_State *L, int status, lua_KContext ctx) {
+/* After an upgrade callback (or the app holding the socket) returned. */
+static int upgraded_k (lua_State *L, int status, lua_KContext ctx) {
+  owl_req_t *r = (owl_req_t *)ctx;
   (void)status;
-  finish(L, (owl_req_t *)ctx);
+  owl_upgrade_end(L, r, 1000);
+  return 0;
+}
+
+
+static int main_k (lua_State *L, int status, lua_KContext ctx) {
+  owl_req_t *r = (owl_req_t *)ctx;
+  (void)status;
+  if (owl_upgrade_run(L, r)) {              /* 101: the callback runs here */
+    lua_callk(L, 1, 0, ctx, upgraded_k);
+    return upgraded_k(L, LUA_OK, ctx);
+  }
+  if (r->upgraded)                          /* the adapter's accept */
+    return upgraded_k(L, LUA_OK, ctx);
+  finish(L, r);
   return 0;
 }
 
@@ -574,16 +594,17 @@ static void req_after (owl_task_t *t, int status) {
     luaL_traceback(L, t->co, msg ? msg : "(error object is not a string)", 0);
     const char *tb = lua_tostring(L, -1);
     log_error(r, "app error", tb);
+    owl_upgrade_end(L, r, 1011);            /* a socket's coroutine failed */
     if (c != NULL && !r->wire) {
       c->out.len -= c->held;
       c->held = 0;
       if (!r->body_done)
         c->keepalive = 0;
       if (s->opt.dev)
-        owl_conn_canned(c, 500, tb, strlen(tb), !c->keepalive);
+        owl_conn_canned(c, 500, NULL, tb, strlen(tb), !c->keepalive);
       else {
         static const char body[] = "500 Internal Server Error\n";
-        owl_conn_canned(c, 500, body, sizeof body - 1, !c->keepalive);
+        owl_conn_canned(c, 500, NULL, body, sizeof body - 1, !c->keepalive);
       }
     }
     else

@@ -225,7 +225,9 @@ static void begin_shutdown (owl_server_t *s) {
   owl_token_fire(L, -1);
   lua_pop(L, 1);
   for (owl_conn_t *c = s->conns; c != NULL; c = c->next) {
-    if (c->req == NULL && owl_conn_pending(c) == 0)
+    if (c->ws != NULL)
+      owl_wsock_shutdown(c->ws);            /* close 1001, CallCancelled */
+    else if (c->req == NULL && owl_conn_pending(c) == 0)
       owl_conn_close(c);
     else
       c->keepalive = 0;
@@ -265,10 +267,17 @@ static int l_configure (lua_State *L) {
   o->keepalive_timeout = (uint64_t)(optnum(L, "keepalive_timeout", o->keepalive_timeout / 1e3) * 1e3);
   o->graceful_timeout = (uint64_t)(optnum(L, "graceful_timeout", o->graceful_timeout / 1e3) * 1e3);
   o->max_connections = (unsigned)optnum(L, "max_connections", o->max_connections);
+  o->ws_max_message = (uint64_t)optnum(L, "ws_max_message", (lua_Number)o->ws_max_message);
+  o->ws_ping_interval = (uint64_t)(optnum(L, "ws_ping_interval", o->ws_ping_interval / 1e3) * 1e3);
+  o->ws_ping_timeout = (uint64_t)(optnum(L, "ws_ping_timeout", o->ws_ping_timeout / 1e3) * 1e3);
+  o->ws_close_timeout = (uint64_t)(optnum(L, "ws_close_timeout", o->ws_close_timeout / 1e3) * 1e3);
   o->backlog = (int)optnum(L, "backlog", o->backlog);
   lua_getfield(L, 1, "dev");
   if (!lua_isnil(L, -1))
     o->dev = lua_toboolean(L, -1);
+  lua_getfield(L, 1, "ws_deflate");
+  if (!lua_isnil(L, -1))
+    o->ws_deflate = lua_toboolean(L, -1);
   lua_getfield(L, 1, "server_name");
   if (lua_isstring(L, -1))
     snprintf(o->server_name, sizeof o->server_name, "%s", lua_tostring(L, -1));
@@ -335,6 +344,8 @@ int luaopen_owin_core (lua_State *L) {
   owl_open_runtime(L);
   owl_open_request(L);
   owl_open_env(L);
+  owl_open_websocket(L);
+  owl_open_upgrade(L);
   owl_token_new(L);
   lua_pushvalue(L, -1);
   s->disposing_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -362,6 +373,11 @@ void owl_server_init (owl_server_t *s, lua_State *L) {
   s->opt.graceful_timeout = 30000;
   s->opt.max_connections = 10000;
   s->opt.backlog = 511;
+  s->opt.ws_max_message = 16 * 1024 * 1024;
+  s->opt.ws_ping_interval = 20000;
+  s->opt.ws_ping_timeout = 20000;
+  s->opt.ws_close_timeout = 5000;
+  s->opt.ws_deflate = 1;
   strcpy(s->opt.server_name, "owinlua");
   /* Signals are caught from the start: a SIGTERM that arrives before the
   ** loop runs (while the app loads, right after the "listening" lines) is

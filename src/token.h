@@ -5,6 +5,9 @@
 #ifndef OWL_TOKEN_H
 #define OWL_TOKEN_H
 
+#include <stddef.h>
+#include <strings.h>
+
 /* tchar: "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" /
 ** "_" / "`" / "|" / "~" / DIGIT / ALPHA */
 static inline int owl_istchar (unsigned char c) {
@@ -27,6 +30,26 @@ static inline int owl_hexval (unsigned char c) {
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
+}
+
+
+/* Is tok[0..n) an element of the comma-separated list v[0..vn)?  (Case
+** and the whitespace around elements are ignored.) */
+static inline int owl_list_has (const char *v, size_t vn, const char *tok, size_t n) {
+  const char *e = v + vn;
+  while (v < e) {
+    while (v < e && (*v == ' ' || *v == '\t' || *v == ','))
+      v++;
+    const char *s = v;
+    while (v < e && *v != ',')
+      v++;
+    const char *t = v;
+    while (t > s && (t[-1] == ' ' || t[-1] == '\t'))
+      t--;
+    if ((size_t)(t - s) == n && strncasecmp(s, tok, n) == 0)
+      return 1;
+  }
+  return 0;
 }
 
 #endif

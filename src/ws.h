@@ -134,8 +134,8 @@ typedef struct owl_ws_deflate {
 **   for an empty close) before it shuts down.
 */
 typedef struct owl_ws_events {
-  int (*on_message) (void *ud, int opcode, char *data, size_t len);
-  int (*on_control) (void *ud, int opcode, char *data, size_t len);
+  int (*on_message) (void *ud, int opcode, const char *data, size_t len);
+  int (*on_control) (void *ud, int opcode, const char *data, size_t len);
 } owl_ws_events;
 
 

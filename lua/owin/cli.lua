@@ -27,6 +27,17 @@ local OPTIONS = {
     "on SIGTERM/SIGINT, time in-flight requests get to finish before they are\n" ..
     "cancelled (owin.CallCancelled) and their connections closed" },
   { "backlog", "N", "int", 511, "listen(2) backlog" },
+  { "ws-max-message", "SIZE", "size", "16m",
+    "largest WebSocket message (and frame) a client may send; larger: close 1009" },
+  { "ws-ping-interval", "SEC", "seconds", 20,
+    "ping an idle WebSocket after this long; 0 never pings" },
+  { "ws-ping-timeout", "SEC", "seconds", 20,
+    "close a WebSocket whose peer does not answer a ping within this" },
+  { "ws-close-timeout", "SEC", "seconds", 5,
+    "after sending a close frame, wait this long for the peer's before cutting" },
+  { "ws-compression", nil, "flag", true,
+    "accept permessage-deflate (RFC 7692) when a client offers it;\n" ..
+    "--no-ws-compression turns it off" },
   { "server-header", "NAME", "string", "owinlua", "value of the Server header; empty leaves it out" },
   { "log-level", "LEVEL", "level", "info", "owin.log threshold: debug, info, warn or error" },
   { "dev", nil, "flag", false, "development mode: tracebacks in 500 responses" },
@@ -108,6 +119,10 @@ function M.parse(argv, getenv)
       local name, value = a:match("^%-%-([^=]+)=(.*)$")
       name = name or a:sub(3)
       local o = BY_NAME[name]
+      if not o and value == nil and name:sub(1, 3) == "no-" then
+        o = BY_NAME[name:sub(4)]                 -- --no-FLAG
+        if o and o[3] == "flag" then name, value = name:sub(4), "0" else o = nil end
+      end
       if not o then
         return nil, string.format("unknown option --%s (see owinlua --help)", name)
       end
@@ -244,6 +259,11 @@ function M.main(argv)
     backlog = opts["backlog"],
     dev = opts.dev,
     server_name = opts["server-header"],
+    ws_max_message = opts["ws-max-message"],
+    ws_ping_interval = opts["ws-ping-interval"],
+    ws_ping_timeout = opts["ws-ping-timeout"],
+    ws_close_timeout = opts["ws-close-timeout"],
+    ws_deflate = opts["ws-compression"],
   })
   local app, err = M.load_app(app_path)
   if not app then return fail(1, "%s", err) end

@@ -12,6 +12,12 @@ local K, M, G = 1024, 1024 * 1024, 1024 * 1024 * 1024
 local SAMPLE = { list = "h:1", size = "3k", int = "3", seconds = "3",
                  level = "debug", string = "s", flag = "1" }
 
+-- A value of option o's kind that differs from its default.
+local function sample(o)
+  if o[3] == "flag" then return o[4] and "0" or "1" end
+  return SAMPLE[o[3]]
+end
+
 -- parse(argv, env_table) -> opts, app  or  nil, err
 local function parse(argv, environ)
   environ = environ or {}
@@ -227,7 +233,7 @@ describe("owin.cli.parse #unit", function()
     it("exist for every option that takes a value", function()
       for _, o in ipairs(cli.OPTIONS) do
         local var = "OWINLUA_" .. o[1]:upper():gsub("-", "_")
-        local opts = parse({}, { [var] = SAMPLE[o[3]] })
+        local opts = parse({}, { [var] = sample(o) })
         if o[1] ~= "help" and o[1] ~= "version" then
           assert.are_not.same(parse({})[o[1]], opts[o[1]], var .. " had no effect")
         end
@@ -301,7 +307,7 @@ describe("owin.cli.usage #unit", function()
     local name = o[1]
     local var = "OWINLUA_" .. name:upper():gsub("-", "_")
     -- usage shows the variable exactly when parse reads it
-    local default, from_var = parse({})[name], parse({}, { [var] = SAMPLE[o[3]] })[name]
+    local default, from_var = parse({})[name], parse({}, { [var] = sample(o) })[name]
     if type(default) == "table" then default, from_var = table.concat(default, ","), table.concat(from_var, ",") end
     local reads_var = default ~= from_var
     it("mentions --" .. name .. (reads_var and (" and " .. var) or (" (no " .. var .. ")")), function()

@@ -1,0 +1,759 @@
+/*
+** WebSockets and the opaque upgrade: a connection that answered 101.
+**
+** The protocol is ws.c's (a pure codec); this file joins it to the
+** connection and to Lua.  A socket is a userdata ("owinlua.WebSocket", or
+** "owinlua.OpaqueStream" after opaque.Upgrade) holding an owl_wsock_t;
+** its user values are:
+*/
+#define WV_ENV     1   /* the raw OWIN websocket env (websocket.* keys) */
+#define WV_CANCEL  2   /* its CallCancelled token */
+#define WV_REQ     3   /* the request it came from (anchor) */
+#define NWV        3
+/*
+** Ownership: the connection points to its socket (c->ws) and the socket
+** back (w->conn, weak: cleared when the connection closes).  A registry
+** ref (w->ref) keeps the userdata alive while the connection is open; after
+** that the GC frees it, and __gc releases the codec and queued messages.
+**
+** Received messages wait in a queue (copied out of the read buffer) until
+** the app takes them; reading from the socket stops while the queue holds
+** more than WS_QUEUE_HIGH bytes.  Any coroutine may send; a sender waits
+** (yields) while more than OWL_OUT_HIGH bytes are unsent.  Tasks waiting on
+** a socket (a receive, a drain, a close) are all woken on any change and
+** look again at its state.
+*/
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "owl.h"
+#include "ws.h"
+
+#define WS_T "owinlua.WebSocket"
+#define RAW_T "owinlua.OpaqueStream"
+#define WS_QUEUE_HIGH (1024 * 1024)
+#define MAXWAIT 64
+
+enum { W_NONE, W_PING, W_PONG, W_CLOSE };   /* what the timer waits for */
+
+
+typedef struct wsmsg {
+  struct wsmsg *next;
+  int opcode;
+  size_t len;
+  char data[];
+} wsmsg_t;
+
+
+struct owl_wsock {
+  owl_conn_t *conn;             /* weak; NULL once the connection is gone */
+  owl_ws_conn_t codec;
+  int raw;                      /* opaque: bytes, no framing */
+  int ref;                      /* registry ref while the connection lives */
+  wsmsg_t *head, *tail;         /* received messages, owned */
+  size_t queued;
+  owl_buf_t rawin;              /* opaque: received bytes not read yet */
+  owl_task_t *wait[MAXWAIT];    /* tasks waiting on this socket */
+  int nwait;
+  int timer;                    /* W_* */
+  uint64_t last_rx;             /* loop time of the last frame received */
+  unsigned close_sent : 1;
+  unsigned close_rcvd : 1;
+  unsigned shutting : 1;        /* server shutdown: 1001 sent */
+  unsigned client_code;
+  size_t reason_len;
+  char reason[124];
+};
+
+
+static owl_wsock_t *checkws (lua_State *L, int idx) {
+  owl_wsock_t *w = luaL_testudata(L, idx, WS_T);
+  if (w == NULL)
+    w = luaL_checkudata(L, idx, RAW_T);
+  return w;
+}
+
+
+/* Pushes nil, "ENAME: message", "ENAME"; returns 3. */
+static int failure (lua_State *L, int err, const char *what) {
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s: %s", uv_err_name(err), what);
+  lua_pushstring(L, uv_err_name(err));
+  return 3;
+}
+
+
+/* {====== waiting */
+
+/* Wakes every task waiting on w; each looks again at w's state. */
+void owl_wsock_wake (owl_wsock_t *w) {
+  owl_task_t *t[MAXWAIT];
+  int n = w->nwait;
+  memcpy(t, w->wait, (size_t)n * sizeof t[0]);
+  w->nwait = 0;
+  for (int i = 0; i < n; i++)
+    if (t[i]->wait == OWL_WAIT_WS)
+      owl_task_resume(t[i], 0);
+}
+
+
+/* Yields the running task until w changes; k continues. */
+static int wait (lua_State *L, owl_wsock_t *w, lua_KContext ctx, lua_KFunction k) {
+  owl_task_t *t = owl_task_of(L);
+  if (t == NULL || !lua_isyieldable(L))
+    return luaL_error(L, "a WebSocket can only wait inside a request's coroutine");
+  if (w->nwait == MAXWAIT)
+    return luaL_error(L, "too many coroutines waiting on one WebSocket");
+  w->wait[w->nwait++] = t;
+  t->wait = OWL_WAIT_WS;
+  return lua_yieldk(L, 0, ctx, k);
+}
+/* }====== */
+
+
+/* {====== output */
+
+static int put (void *ud, const char *head, size_t hlen, const char *data,
+                size_t dlen) {
+  owl_conn_t *c = ud;
+  if (owl_buf_reserve(&c->out, hlen + dlen))
+    return OWL_WS_ENOMEM;
+  owl_buf_append(&c->out, head, hlen);
+  owl_buf_append(&c->out, data, dlen);
+  return 0;
+}
+
+
+/* Queues one frame; 0 or a negative code. */
+static int frame (owl_wsock_t *w, int opcode, int fin, const char *p, size_t n,
+                  int compress) {
+  owl_conn_t *c = w->conn;
+  if (c == NULL || c->closing)
+    return UV_EPIPE;
+  if (w->raw)
+    return owl_buf_append(&c->out, p, n);
+  return owl_ws_send(&w->codec, opcode, fin, p, n, compress, put, c);
+}
+
+
+static void send_close (owl_wsock_t *w, unsigned code, const char *reason,
+                        size_t len) {
+  char payload[125];
+  size_t n = 0;
+  if (w->close_sent || w->raw)
+    return;
+  if (code != OWL_WS_NO_STATUS)
+    n = owl_ws_close_payload(payload, code, reason, len);
+  if (frame(w, OWL_WS_CLOSE, 1, payload, n, 0) == 0) {
+    w->close_sent = 1;
+    if (w->conn)
+      owl_conn_flush(w->conn);
+  }
+}
+/* }====== */
+
+
+/* {====== input */
+
+static int on_message (void *ud, int opcode, const char *data, size_t len) {
+  owl_wsock_t *w = ud;
+  wsmsg_t *m = malloc(sizeof *m + len);
+  if (m == NULL)
+    return -OWL_WS_INTERNAL;
+  m->next = NULL;
+  m->opcode = opcode;
+  m->len = len;
+  memcpy(m->data, data, len);
+  if (w->tail)
+    w->tail->next = m;
+  else
+    w->head = m;
+  w->tail = m;
+  w->queued += len;
+  return OWL_WS_GO;
+}
+
+
+static int on_control (void *ud, int opcode, const char *data, size_t len) {
+  owl_wsock_t *w = ud;
+  if (opcode == OWL_WS_PING)
+    frame(w, OWL_WS_PONG, 1, data, len, 0);   /* automatic pong */
+  else if (opcode == OWL_WS_CLOSE) {
+    w->close_rcvd = 1;
+    w->client_code = owl_ws_close_code(data, len);
+    if (len > 2) {
+      w->reason_len = len - 2;
+      memcpy(w->reason, data + 2, w->reason_len);
+    }
+    /* echo the code (RFC 6455 5.5.1), then the TCP close is ours */
+    send_close(w, w->client_code == OWL_WS_NO_STATUS ? OWL_WS_NORMAL : w->client_code,
+               NULL, 0);
+    if (w->conn)
+      w->conn->close_after = 1;
+  }
+  return OWL_WS_GO;
+}
+
+
+static const owl_ws_events events = { on_message, on_control };
+
+
+/* Bytes from the peer (the read buffer, or what HTTP parsing left). */
+void owl_wsock_on_read (owl_wsock_t *w, char *p, size_t n) {
+  owl_conn_t *c = w->conn;
+  w->last_rx = uv_now(owl_srv.loop);
+  if (w->timer == W_PONG)
+    w->timer = W_NONE;
+  if (w->raw) {
+    if (owl_buf_append(&w->rawin, p, n))
+      owl_conn_close(c);
+  }
+  else if (!w->close_rcvd) {
+    long r = owl_ws_feed(&w->codec, p, n, &events, w);
+    if (r < 0) {                            /* fail the connection (7.1.7) */
+      unsigned code = (unsigned)-r;
+      send_close(w, owl_ws_close_valid(code) ? code : OWL_WS_INTERNAL, NULL, 0);
+      w->close_rcvd = 1;                    /* read no more */
+      w->client_code = 1006;
+      c->close_after = 1;
+    }
+  }
+  c->in_drive = 1;
+  owl_wsock_wake(w);
+  c->in_drive = 0;
+  owl_wsock_settle(w);
+}
+
+
+/* Reading stops while the app is behind; the timer pings idle peers. */
+void owl_wsock_settle (owl_wsock_t *w) {
+  owl_conn_t *c = w->conn;
+  owl_options_t *o = &owl_srv.opt;
+  if (c == NULL || c->closing)
+    return;
+  owl_conn_flush(c);
+  if (c->closing)
+    return;
+  if (c->close_after && !c->writing && c->out.len == 0 &&
+      (w->close_rcvd || w->raw)) {
+    owl_conn_close(c);                      /* the handshake is over */
+    return;
+  }
+  int want = (w->raw ? w->rawin.len : w->queued) < WS_QUEUE_HIGH && !w->close_rcvd;
+  if (want && !c->reading)
+    c->reading = uv_read_start(&c->h.stream, owl_conn_alloc, owl_conn_read) == 0;
+  else if (!want && c->reading) {
+    uv_read_stop(&c->h.stream);
+    c->reading = 0;
+  }
+  if (w->close_sent && w->timer != W_CLOSE) {
+    w->timer = W_CLOSE;                     /* the peer's close, or we cut */
+    uv_timer_start(&c->timer, owl_conn_timer, o->ws_close_timeout, 0);
+  }
+  else if (w->timer == W_NONE && o->ws_ping_interval && !w->raw) {
+    w->timer = W_PING;
+    uv_timer_start(&c->timer, owl_conn_timer, o->ws_ping_interval, 0);
+  }
+}
+
+
+/* The connection's timer, in WebSocket mode. */
+void owl_wsock_on_timer (owl_wsock_t *w) {
+  owl_conn_t *c = w->conn;
+  owl_options_t *o = &owl_srv.opt;
+  uint64_t now = uv_now(owl_srv.loop);
+  switch (w->timer) {
+    case W_PING:
+      if (now - w->last_rx < o->ws_ping_interval) {
+        uv_timer_start(&c->timer, owl_conn_timer,
+                       o->ws_ping_interval - (now - w->last_rx), 0);
+        return;                             /* the peer spoke meanwhile */
+      }
+      frame(w, OWL_WS_PING, 1, "", 0, 0);
+      w->timer = W_PONG;
+      uv_timer_start(&c->timer, owl_conn_timer, o->ws_ping_timeout, 0);
+      owl_conn_flush(c);
+      return;
+    case W_PONG:                            /* no answer: the peer is gone */
+    case W_CLOSE:                           /* no close frame came back */
+      owl_conn_close(c);
+      return;
+  }
+}
+
+
+/* The connection closed: fire CallCancelled, wake the waiting tasks. */
+void owl_wsock_detach (owl_wsock_t *w) {
+  lua_State *L = owl_srv.L;
+  w->conn = NULL;
+  if (!w->close_rcvd)
+    w->client_code = 1006;                  /* abnormal closure */
+  w->close_rcvd = 1;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, w->ref);
+  if (lua_getiuservalue(L, -1, WV_CANCEL) == LUA_TTABLE)
+    owl_token_fire(L, -1);
+  lua_pop(L, 2);
+  luaL_unref(L, LUA_REGISTRYINDEX, w->ref);
+  w->ref = LUA_NOREF;
+  owl_wsock_wake(w);
+}
+
+
+/* Graceful shutdown: close 1001 to the peer, CallCancelled to the app. */
+void owl_wsock_shutdown (owl_wsock_t *w) {
+  lua_State *L = owl_srv.L;
+  if (w->shutting)
+    return;
+  w->shutting = 1;
+  if (w->raw) {
+    owl_conn_close(w->conn);
+    return;
+  }
+  send_close(w, 1001, "server shutting down", 20);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, w->ref);
+  if (lua_getiuservalue(L, -1, WV_CANCEL) == LUA_TTABLE)
+    owl_token_fire(L, -1);
+  lua_pop(L, 2);
+  owl_wsock_wake(w);
+  owl_wsock_settle(w);
+}
+/* }====== */
+
+
+/* {====== Lua methods */
+
+/* Pushes the close result: nil, 8, code, reason. */
+static int closed (lua_State *L, owl_wsock_t *w) {
+  lua_pushnil(L);
+  lua_pushinteger(L, OWL_WS_CLOSE);
+  lua_pushinteger(L, w->client_code);
+  lua_pushlstring(L, w->reason, w->reason_len);
+  return 4;
+}
+
+
+static int recv_k (lua_State *L, int status, lua_KContext ctx) {
+  owl_wsock_t *w = checkws(L, 1);
+  wsmsg_t *m = w->head;
+  (void)status;
+  (void)ctx;
+  if (m != NULL) {
+    w->head = m->next;
+    if (w->head == NULL)
+      w->tail = NULL;
+    w->queued -= m->len;
+    lua_pushlstring(L, m->data, m->len);
+    lua_pushinteger(L, m->opcode);
+    free(m);
+    if (w->conn)
+      owl_wsock_settle(w);                  /* reading may go on */
+    return 2;
+  }
+  if (w->close_rcvd || w->conn == NULL)
+    return closed(L, w);
+  return wait(L, w, 0, recv_k);
+}
+
+
+/*
+** ws:receive() -> data, opcode (1 text, 2 binary), or, once closed,
+** nil, 8, close code (1006 when the connection just dropped), reason.
+*/
+static int ws_receive (lua_State *L) {
+  checkws(L, 1);
+  lua_settop(L, 1);
+  return recv_k(L, LUA_OK, 0);
+}
+
+
+static int drained_k (lua_State *L, int status, lua_KContext ctx) {
+  owl_wsock_t *w = checkws(L, 1);
+  (void)status;
+  (void)ctx;
+  if (w->conn == NULL)
+    return failure(L, UV_EPIPE, "the WebSocket is closed");
+  if (owl_conn_pending(w->conn) > OWL_OUT_LOW && owl_task_of(L) != NULL &&
+      lua_isyieldable(L))
+    return wait(L, w, 0, drained_k);
+  lua_settop(L, 1);
+  return 1;
+}
+
+
+/* After queueing output: flush, then wait while too much is pending. */
+static int backpressure (lua_State *L, owl_wsock_t *w) {
+  owl_conn_t *c = w->conn;
+  if (!c->in_drive)
+    owl_conn_flush(c);
+  if (w->conn && owl_conn_pending(c) >= OWL_OUT_HIGH && owl_task_of(L) != NULL &&
+      lua_isyieldable(L))
+    return wait(L, w, 0, drained_k);
+  lua_settop(L, 1);
+  return 1;
+}
+
+
+/*
+** ws:send(data [, opcode [, fin]]) -> ws, or nil, err, code.  opcode 1
+** (text, the default for strings) or 2 (binary); fin false sends a
+** fragment of a message that later sends continue.
+*/
+static int ws_send (lua_State *L) {
+  owl_wsock_t *w = checkws(L, 1);
+  size_t n;
+  const char *p = luaL_checklstring(L, 2, &n);
+  int opcode = (int)luaL_optinteger(L, 3, OWL_WS_TEXT);
+  int fin = lua_isnoneornil(L, 4) ? 1 : lua_toboolean(L, 4);
+  luaL_argcheck(L, opcode == OWL_WS_TEXT || opcode == OWL_WS_BINARY ||
+                opcode == OWL_WS_CONT, 3, "1 (text), 2 (binary) or 0 (continuation)");
+  if (w->conn == NULL || w->close_sent)
+    return failure(L, UV_EPIPE, "the WebSocket is closed");
+  if (w->codec.out_op && opcode != OWL_WS_CONT)
+    opcode = OWL_WS_CONT;                   /* OWIN: later fragments keep the type */
+  int err = frame(w, opcode, fin, p, n, w->codec.pmd.enabled && opcode != OWL_WS_CONT);
+  if (err == OWL_WS_EINVAL)
+    return luaL_error(L, "cannot send this frame now (a fragmented message is open?)");
+  if (err)
+    return failure(L, err < 0 ? err : UV_EPIPE, "cannot send");
+  return backpressure(L, w);
+}
+
+
+/* ws:ping([data]) -> ws */
+static int ws_ping (lua_State *L) {
+  owl_wsock_t *w = checkws(L, 1);
+  size_t n;
+  const char *p = luaL_optlstring(L, 2, "", &n);
+  luaL_argcheck(L, n <= 125, 2, "a ping carries at most 125 bytes");
+  if (w->conn == NULL || w->close_sent)
+    return failure(L, UV_EPIPE, "the WebSocket is closed");
+  frame(w, OWL_WS_PING, 1, p, n, 0);
+  return backpressure(L, w);
+}
+
+
+static int close_k (lua_State *L, int status, lua_KContext ctx) {
+  owl_wsock_t *w = checkws(L, 1);
+  (void)status;
+  (void)ctx;
+  if (w->conn != NULL && !w->close_rcvd)
+    return wait(L, w, 0, close_k);          /* the peer's close, or timeout */
+  if (w->conn != NULL)
+    owl_conn_close(w->conn);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+
+/*
+** ws:close([code [, reason]]) -> true: sends a close frame (1000 by
+** default), waits for the peer's close (at most --ws-close-timeout), and
+** closes the connection.
+*/
+static int ws_close (lua_State *L) {
+  owl_wsock_t *w = checkws(L, 1);
+  lua_Integer code = luaL_optinteger(L, 2, OWL_WS_NORMAL);
+  size_t n;
+  const char *reason = luaL_optlstring(L, 3, "", &n);
+  luaL_argcheck(L, owl_ws_close_valid((unsigned)code), 2,
+                "a close code RFC 6455 allows (1000-1003, 1007-1011, 3000-4999)");
+  luaL_argcheck(L, n <= 123, 3, "a close reason has at most 123 bytes");
+  lua_settop(L, 1);
+  if (w->conn == NULL) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (w->raw) {
+    owl_conn_close(w->conn);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  send_close(w, (unsigned)code, reason, n);
+  owl_wsock_settle(w);
+  if (owl_task_of(L) == NULL || !lua_isyieldable(L)) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  return close_k(L, LUA_OK, 0);
+}
+
+
+/* ws:state() -> "open", "closing" or "closed" */
+static int ws_state (lua_State *L) {
+  owl_wsock_t *w = checkws(L, 1);
+  lua_pushstring(L, w->conn == NULL ? "closed" :
+                 (w->close_sent || w->close_rcvd) ? "closing" : "open");
+  return 1;
+}
+
+
+/* ws:cancelled() -> the CallCancelled token of the socket */
+static int ws_token (lua_State *L) {
+  checkws(L, 1);
+  lua_getiuservalue(L, 1, WV_CANCEL);
+  return 1;
+}
+
+
+/* ws:env() -> the raw OWIN websocket env */
+static int ws_env (lua_State *L) {
+  checkws(L, 1);
+  lua_getiuservalue(L, 1, WV_ENV);
+  return 1;
+}
+
+
+static int raw_read_k (lua_State *L, int status, lua_KContext ctx) {
+  owl_wsock_t *w = checkws(L, 1);
+  (void)status;
+  if (w->rawin.len > 0) {
+    size_t n = w->rawin.len < (size_t)ctx ? w->rawin.len : (size_t)ctx;
+    lua_pushlstring(L, w->rawin.base, n);
+    owl_buf_consume(&w->rawin, n);
+    if (w->conn)
+      owl_wsock_settle(w);
+    return 1;
+  }
+  if (w->conn == NULL) {
+    lua_pushnil(L);
+    return 1;
+  }
+  return wait(L, w, ctx, raw_read_k);
+}
+
+
+/* stream:read([n]) -> up to n bytes (default 64 KiB), nil once closed */
+static int raw_read (lua_State *L) {
+  checkws(L, 1);
+  lua_Integer n = luaL_optinteger(L, 2, 65536);
+  luaL_argcheck(L, n > 0, 2, "byte count must be positive");
+  lua_settop(L, 1);
+  return raw_read_k(L, LUA_OK, (lua_KContext)n);
+}
+
+
+/* stream:write(...) -> stream, or nil, err, code */
+static int raw_write (lua_State *L) {
+  owl_wsock_t *w = checkws(L, 1);
+  int top = lua_gettop(L);
+  for (int i = 2; i <= top; i++) {
+    size_t n;
+    const char *p = luaL_checklstring(L, i, &n);
+    int err = frame(w, 0, 1, p, n, 0);
+    if (err)
+      return failure(L, err < 0 ? err : UV_EPIPE, "the connection is closed");
+  }
+  if (w->conn == NULL)
+    return failure(L, UV_EPIPE, "the connection is closed");
+  return backpressure(L, w);
+}
+
+
+static int ws_gc (lua_State *L) {
+  owl_wsock_t *w = lua_touserdata(L, 1);
+  while (w->head) {
+    wsmsg_t *m = w->head;
+    w->head = m->next;
+    free(m);
+  }
+  owl_ws_free(&w->codec);
+  owl_buf_free(&w->rawin);
+  return 0;
+}
+/* }====== */
+
+
+/* {====== the raw OWIN websocket env */
+
+/* websocket.SendAsync(data, type, fin): upvalue 1 is the socket */
+static int raw_send (lua_State *L) {
+  lua_settop(L, 3);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);                         /* ws, data, type, fin */
+  if (lua_isnil(L, 3))
+    lua_pushinteger(L, OWL_WS_TEXT), lua_replace(L, 3);
+  lua_Integer kind = lua_tointeger(L, 3);
+  if (kind == OWL_WS_CLOSE) {               /* a close through SendAsync */
+    lua_settop(L, 1);
+    lua_pushinteger(L, OWL_WS_NORMAL);
+    return ws_close(L);
+  }
+  return ws_send(L);
+}
+
+
+/* websocket.ReceiveAsync() -> data, type, fin (type 8 once closed) */
+static int raw_recv_k (lua_State *L, int status, lua_KContext ctx) {
+  int n = recv_k(L, status, ctx);
+  if (n == 4) {                             /* closed */
+    owl_wsock_t *w = checkws(L, 1);
+    lua_getiuservalue(L, 1, WV_ENV);
+    lua_pushinteger(L, w->client_code);
+    lua_setfield(L, -2, "websocket.ClientCloseStatus");
+    lua_pushlstring(L, w->reason, w->reason_len);
+    lua_setfield(L, -2, "websocket.ClientCloseDescription");
+    lua_pushliteral(L, "");
+    lua_pushinteger(L, OWL_WS_CLOSE);
+    lua_pushboolean(L, 1);
+    return 3;
+  }
+  lua_pushboolean(L, 1);                    /* whole messages: always fin */
+  return 3;
+}
+
+
+static int raw_recv (lua_State *L) {
+  lua_settop(L, 0);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  return raw_recv_k(L, LUA_OK, 0);
+}
+
+
+/* websocket.CloseAsync(status, description) */
+static int raw_closefn (lua_State *L) {
+  lua_settop(L, 2);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  if (lua_isnil(L, 2))
+    lua_pushinteger(L, OWL_WS_NORMAL), lua_replace(L, 2);
+  return ws_close(L);
+}
+
+
+/* Builds the raw env of the socket at idx into its user value. */
+static void raw_env (lua_State *L, int idx) {
+  static const struct { const char *name; lua_CFunction f; } fns[] = {
+    {"websocket.SendAsync", raw_send},
+    {"websocket.ReceiveAsync", raw_recv},
+    {"websocket.CloseAsync", raw_closefn},
+  };
+  idx = lua_absindex(L, idx);
+  lua_createtable(L, 0, 8);
+  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+    lua_pushvalue(L, idx);
+    lua_pushcclosure(L, fns[i].f, 1);
+    lua_setfield(L, -2, fns[i].name);
+  }
+  lua_pushliteral(L, "1.0");
+  lua_setfield(L, -2, "websocket.Version");
+  lua_getiuservalue(L, idx, WV_CANCEL);
+  lua_setfield(L, -2, "websocket.CallCancelled");
+  lua_pushvalue(L, idx);
+  lua_setfield(L, -2, "owinlua.WebSocket");
+  lua_setiuservalue(L, idx, WV_ENV);
+}
+/* }====== */
+
+
+/* {====== the upgrade */
+
+/*
+** Makes the socket for connection c (after the 101 went into c->out) and
+** pushes it; feeds it what the HTTP parser had read past the request.
+** req is the request userdata at index reqidx.
+*/
+void owl_wsock_new (lua_State *L, owl_conn_t *c, int reqidx, int raw,
+                    const owl_ws_deflate_t *pmd) {
+  owl_options_t *o = &owl_srv.opt;
+  owl_ws_limits_t lim = { o->ws_max_message, o->ws_max_message };
+  reqidx = lua_absindex(L, reqidx);
+  owl_wsock_t *w = lua_newuserdatauv(L, sizeof *w, NWV);
+  memset(w, 0, sizeof *w);
+  w->ref = LUA_NOREF;
+  w->raw = raw;
+  owl_ws_init(&w->codec, OWL_WS_SERVER, &lim, pmd);
+  luaL_setmetatable(L, raw ? RAW_T : WS_T);
+  owl_token_new(L);
+  lua_setiuservalue(L, -2, WV_CANCEL);
+  lua_pushvalue(L, reqidx);
+  lua_setiuservalue(L, -2, WV_REQ);
+  raw_env(L, -1);
+  lua_pushvalue(L, -1);
+  w->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  w->conn = c;
+  w->last_rx = uv_now(owl_srv.loop);
+  c->ws = w;
+  uv_timer_stop(&c->timer);
+  c->close_after = 0;
+  c->keepalive = 0;
+  if (c->in.len > 0) {                      /* frames that came with the head */
+    owl_buf_t left = c->in;
+    memset(&c->in, 0, sizeof c->in);
+    owl_wsock_on_read(w, left.base, left.len);
+    owl_buf_free(&left);
+  }
+  else
+    owl_wsock_settle(w);
+}
+
+
+/*
+** Pushes the argument of an upgrade callback for the socket at idx: its
+** raw OWIN websocket env, or for an opaque upgrade the opaque env.
+*/
+void owl_wsock_env (lua_State *L, int idx, int raw) {
+  idx = lua_absindex(L, idx);
+  if (!raw) {
+    lua_getiuservalue(L, idx, WV_ENV);
+    return;
+  }
+  lua_createtable(L, 0, 3);
+  lua_pushvalue(L, idx);
+  lua_setfield(L, -2, "opaque.Stream");
+  lua_pushliteral(L, "1.0");
+  lua_setfield(L, -2, "opaque.Version");
+  lua_getiuservalue(L, idx, WV_CANCEL);
+  lua_setfield(L, -2, "opaque.CallCancelled");
+}
+
+
+/* The app is done with the socket at idx: close it with code if open. */
+void owl_wsock_end (lua_State *L, int idx, unsigned code) {
+  owl_wsock_t *w = lua_touserdata(L, idx);
+  if (w == NULL || w->conn == NULL)
+    return;
+  if (w->raw) {
+    owl_conn_close(w->conn);
+    return;
+  }
+  send_close(w, code, NULL, 0);
+  owl_wsock_settle(w);
+}
+
+
+void owl_open_websocket (lua_State *L) {
+  static const luaL_Reg ws_m[] = {
+    {"receive", ws_receive},
+    {"send", ws_send},
+    {"ping", ws_ping},
+    {"close", ws_close},
+    {"state", ws_state},
+    {"cancelled", ws_token},
+    {"env", ws_env},
+    {NULL, NULL}
+  };
+  static const luaL_Reg raw_m[] = {
+    {"read", raw_read},
+    {"write", raw_write},
+    {"close", ws_close},
+    {"state", ws_state},
+    {"cancelled", ws_token},
+    {NULL, NULL}
+  };
+  luaL_newmetatable(L, WS_T);
+  lua_newtable(L);
+  luaL_setfuncs(L, ws_m, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, ws_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, RAW_T);
+  lua_newtable(L);
+  luaL_setfuncs(L, raw_m, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, ws_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+}
+/* }====== */
