@@ -501,6 +501,12 @@ static long conn_feed (owl_conn_t *c, const char *p, size_t n) {
   int again = 0;                    /* run llhttp once more, even on no bytes */
   while ((n > 0 || again) && !c->closing) {
     owl_req_t *r = c->req;
+    if (c->ws != NULL) {            /* the app answered 101: the rest is its */
+      owl_wsock_on_read(c->ws, (char *)p, n);
+      p += n;
+      n = 0;
+      break;
+    }
     if (r != NULL && r->body_done)
       break;                        /* pipelined input waits for the response */
     if (c->close_after) {           /* nothing more is read on this one */

@@ -22,19 +22,28 @@
 enum { UP_WS = 1, UP_RAW = 2 };
 
 
-/* Joins the values of request header lname (lowercase) into b. */
-static void header_values (owl_conn_t *c, const char *lname, owl_buf_t *b) {
+/*
+** Pushes the values of request header lname (lowercase) joined with ", "
+** (a Lua string, so that an error raised later frees it) and returns it.
+*/
+static const char *push_values (lua_State *L, owl_conn_t *c, const char *lname,
+                                size_t *len) {
   size_t *f = (size_t *)c->fields.base;
   size_t nf = c->fields.len / (2 * sizeof(size_t));
   size_t ln = strlen(lname);
-  b->len = 0;
+  int first = 1;
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
   for (size_t i = 1; i + 1 < nf; i += 2) {
     if (f[2 * i + 1] != ln || memcmp(c->head.base + f[2 * i], lname, ln) != 0)
       continue;
-    if (b->len > 0)
-      owl_buf_append(b, ", ", 2);
-    owl_buf_append(b, c->head.base + f[2 * i + 2], f[2 * i + 3]);
+    if (!first)
+      luaL_addstring(&b, ", ");
+    luaL_addlstring(&b, c->head.base + f[2 * i + 2], f[2 * i + 3]);
+    first = 0;
   }
+  luaL_pushresult(&b);
+  return lua_tolstring(L, -1, len);
 }
 
 
@@ -43,7 +52,7 @@ static void header_values (owl_conn_t *c, const char *lname, owl_buf_t *b) {
 ** an array (the server's preference order).  Pushes the protocol or nil;
 ** raises if the app chose one the client did not offer.
 */
-static void pick_protocol (lua_State *L, int idx, const owl_buf_t *offered) {
+static void pick_protocol (lua_State *L, int idx, const char *offered, size_t olen) {
   if (lua_isnoneornil(L, idx)) {
     lua_pushnil(L);
     return;
@@ -51,7 +60,7 @@ static void pick_protocol (lua_State *L, int idx, const owl_buf_t *offered) {
   if (lua_type(L, idx) == LUA_TSTRING) {
     size_t n;
     const char *p = lua_tolstring(L, idx, &n);
-    if (!owl_list_has(offered->base, offered->len, p, n))
+    if (!owl_list_has(offered, olen, p, n))
       luaL_error(L, "WebSocket subprotocol '%s' was not offered by the client", p);
     lua_pushvalue(L, idx);
     return;
@@ -62,7 +71,7 @@ static void pick_protocol (lua_State *L, int idx, const owl_buf_t *offered) {
     size_t len;
     lua_geti(L, idx, i);
     const char *p = lua_tolstring(L, -1, &len);
-    if (p && owl_list_has(offered->base, offered->len, p, len))
+    if (p && owl_list_has(offered, olen, p, len))
       return;                               /* the first the client offered */
     lua_pop(L, 1);
   }
@@ -84,9 +93,9 @@ static void upgrade (lua_State *L, owl_req_t *r, int ri, int kind, int protoidx)
   owl_conn_t *c = r->conn;
   owl_options_t *o = &owl_srv.opt;
   owl_ws_deflate_t agreed;
-  owl_buf_t v = { NULL, 0, 0 };
   char accept[OWL_WS_ACCEPT_SIZE], ext[OWL_WS_EXT_SIZE];
-  int extlen = 0;
+  const char *v;
+  size_t n;
   ri = lua_absindex(L, ri);
   if (protoidx)
     protoidx = lua_absindex(L, protoidx);
@@ -95,32 +104,29 @@ static void upgrade (lua_State *L, owl_req_t *r, int ri, int kind, int protoidx)
   if (r->committed)
     luaL_error(L, "cannot upgrade: the response has already started");
   memset(&agreed, 0, sizeof agreed);
-  lua_pushstring(L, "owin.ResponseHeaders");
+  int top = lua_gettop(L);
   lua_getiuservalue(L, ri, UV_ENV);
-  lua_insert(L, -2);
-  lua_gettable(L, -2);                      /* env, headers */
+  lua_getfield(L, -1, "owin.ResponseHeaders");
   int h = lua_gettop(L);
   if (kind == UP_WS) {
-    header_values(c, "sec-websocket-key", &v);
-    owl_ws_accept(v.base, v.len, accept);
+    v = push_values(L, c, "sec-websocket-key", &n);
+    owl_ws_accept(v, n, accept);
     sethdr(L, h, "Upgrade", "websocket");
     sethdr(L, h, "Sec-WebSocket-Accept", accept);
-    header_values(c, "sec-websocket-protocol", &v);
+    v = push_values(L, c, "sec-websocket-protocol", &n);
     if (protoidx) {
-      pick_protocol(L, protoidx, &v);
+      pick_protocol(L, protoidx, v, n);
       if (!lua_isnil(L, -1))
         lua_setfield(L, h, "Sec-WebSocket-Protocol");
       else
         lua_pop(L, 1);
     }
-    header_values(c, "sec-websocket-extensions", &v);
-    if (o->ws_deflate && v.len > 0) {
+    v = push_values(L, c, "sec-websocket-extensions", &n);
+    if (o->ws_deflate && n > 0) {
       owl_ws_deflate_t policy;
       memset(&policy, 0, sizeof policy);
       policy.enabled = 1;
-      extlen = owl_ws_deflate_negotiate(&policy, v.base, v.len, &agreed, ext,
-                                        sizeof ext);
-      if (extlen > 0)
+      if (owl_ws_deflate_negotiate(&policy, v, n, &agreed, ext, sizeof ext) > 0)
         sethdr(L, h, "Sec-WebSocket-Extensions", ext);
       else
         agreed.enabled = 0;
@@ -129,14 +135,11 @@ static void upgrade (lua_State *L, owl_req_t *r, int ri, int kind, int protoidx)
   else {
     lua_getfield(L, h, "Upgrade");          /* opaque: the app's, or the client's */
     if (lua_isnil(L, -1)) {
-      header_values(c, "upgrade", &v);
-      owl_buf_append(&v, "", 1);
-      sethdr(L, h, "Upgrade", v.base);
+      push_values(L, c, "upgrade", &n);
+      lua_setfield(L, h, "Upgrade");
     }
-    lua_pop(L, 1);
   }
-  owl_buf_free(&v);
-  lua_settop(L, h - 2);
+  lua_settop(L, top);
   r->status = 101;
   owl_req_commit(L, r);                     /* OnSendingHeaders run here */
   c->out.len -= c->held;                    /* a 101 has no body */

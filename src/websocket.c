@@ -235,6 +235,11 @@ void owl_wsock_settle (owl_wsock_t *w) {
   owl_conn_flush(c);
   if (c->closing)
     return;
+  if (w->nwait > 0 && !c->in_drive && owl_conn_pending(c) <= OWL_OUT_LOW) {
+    owl_wsock_wake(w);                      /* a sender may go on: the kernel */
+    if (w->conn == NULL || c->closing)      /* took it all, no write callback */
+      return;                               /* will come */
+  }
   if (c->close_after && !c->writing && c->out.len == 0 &&
       (w->close_rcvd || w->raw)) {
     owl_conn_close(c);                      /* the handshake is over */
@@ -333,11 +338,16 @@ static int closed (lua_State *L, owl_wsock_t *w) {
 }
 
 
+/*
+** Receive continuation: stack [socket].  ctx 1: the raw OWIN shape
+** (data, type, fin; a close is "", 8, true and fills the env's
+** ClientCloseStatus/Description); ctx 0: data, opcode, or
+** nil, 8, close code, reason once closed.
+*/
 static int recv_k (lua_State *L, int status, lua_KContext ctx) {
   owl_wsock_t *w = checkws(L, 1);
   wsmsg_t *m = w->head;
   (void)status;
-  (void)ctx;
   if (m != NULL) {
     w->head = m->next;
     if (w->head == NULL)
@@ -348,11 +358,24 @@ static int recv_k (lua_State *L, int status, lua_KContext ctx) {
     free(m);
     if (w->conn)
       owl_wsock_settle(w);                  /* reading may go on */
-    return 2;
+    if (!ctx)
+      return 2;
+    lua_pushboolean(L, 1);                  /* whole messages: always fin */
+    return 3;
   }
-  if (w->close_rcvd || w->conn == NULL)
+  if (!w->close_rcvd && w->conn != NULL)
+    return wait(L, w, ctx, recv_k);
+  if (!ctx)
     return closed(L, w);
-  return wait(L, w, 0, recv_k);
+  lua_getiuservalue(L, 1, WV_ENV);
+  lua_pushinteger(L, w->client_code);
+  lua_setfield(L, -2, "websocket.ClientCloseStatus");
+  lua_pushlstring(L, w->reason, w->reason_len);
+  lua_setfield(L, -2, "websocket.ClientCloseDescription");
+  lua_pushliteral(L, "");
+  lua_pushinteger(L, OWL_WS_CLOSE);
+  lua_pushboolean(L, 1);
+  return 3;
 }
 
 
@@ -465,7 +488,8 @@ static int ws_close (lua_State *L) {
     return 1;
   }
   if (w->raw) {
-    owl_conn_close(w->conn);
+    w->conn->close_after = 1;               /* after what was written */
+    owl_wsock_settle(w);
     lua_pushboolean(L, 1);
     return 1;
   }
@@ -584,29 +608,10 @@ static int raw_send (lua_State *L) {
 
 
 /* websocket.ReceiveAsync() -> data, type, fin (type 8 once closed) */
-static int raw_recv_k (lua_State *L, int status, lua_KContext ctx) {
-  int n = recv_k(L, status, ctx);
-  if (n == 4) {                             /* closed */
-    owl_wsock_t *w = checkws(L, 1);
-    lua_getiuservalue(L, 1, WV_ENV);
-    lua_pushinteger(L, w->client_code);
-    lua_setfield(L, -2, "websocket.ClientCloseStatus");
-    lua_pushlstring(L, w->reason, w->reason_len);
-    lua_setfield(L, -2, "websocket.ClientCloseDescription");
-    lua_pushliteral(L, "");
-    lua_pushinteger(L, OWL_WS_CLOSE);
-    lua_pushboolean(L, 1);
-    return 3;
-  }
-  lua_pushboolean(L, 1);                    /* whole messages: always fin */
-  return 3;
-}
-
-
 static int raw_recv (lua_State *L) {
   lua_settop(L, 0);
   lua_pushvalue(L, lua_upvalueindex(1));
-  return raw_recv_k(L, LUA_OK, 0);
+  return recv_k(L, LUA_OK, 1);
 }
 
 
@@ -713,11 +718,9 @@ void owl_wsock_end (lua_State *L, int idx, unsigned code) {
   owl_wsock_t *w = lua_touserdata(L, idx);
   if (w == NULL || w->conn == NULL)
     return;
-  if (w->raw) {
-    owl_conn_close(w->conn);
-    return;
-  }
-  send_close(w, code, NULL, 0);
+  if (!w->raw)
+    send_close(w, code, NULL, 0);
+  w->conn->close_after = 1;                 /* an opaque one: once written */
   owl_wsock_settle(w);
 }
 
