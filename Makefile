@@ -24,7 +24,7 @@ APP ?= apps/hello.lua
 
 SRCS = src/buf.c src/chunked.c src/env.c src/headers.c src/http1.c \
        src/main.c src/request.c src/runtime.c src/server.c src/stream.c \
-       src/upgrade.c src/websocket.c src/ws.c
+       src/upgrade.c src/websocket.c src/ws.c src/ws_handshake.c
 LUA_MODULES = lua/owin/init.lua lua/owin/cli.lua lua/owin/websocket.lua
 LLHTTP_SRCS = $(LLHTTP_SRCDIR)/llhttp.c $(LLHTTP_SRCDIR)/api.c $(LLHTTP_SRCDIR)/http.c
 
@@ -37,7 +37,7 @@ ALL_CFLAGS = -std=gnu99 $(CFLAGS) -I$(LUA_INCDIR) -I$(LLHTTP_INCDIR) -D_GNU_SOUR
 Z_LIBS ?= -lz
 LIBS = $(LUA_LIBS) $(UV_LIBS) $(Z_LIBS) -lm
 
-CODEC_SRCS = src/chunked.c src/ws.c src/codec_lua.c
+CODEC_SRCS = src/chunked.c src/ws.c src/ws_handshake.c src/codec_lua.c
 
 .PHONY: all deps run test test-unit test-e2e install uninstall clean bench
 
@@ -53,7 +53,7 @@ owinlua-asan: $(ASAN_OBJS) $(ASAN_LLHTTP_OBJS)
 	$(CC) $(ALL_CFLAGS) $(SANITIZE) -o $@ $^ $(LIBS) $(LDFLAGS)
 
 # The pure codecs as a Lua module, for their unit specs.
-build/owl_codec.so: $(CODEC_SRCS) src/chunked.h src/ws.h
+build/owl_codec.so: $(CODEC_SRCS) src/chunked.h src/ws.h src/token.h
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(WARNINGS) -fPIC -shared -o $@ $(CODEC_SRCS) -lz
 
