@@ -595,8 +595,10 @@ static int raw_send (lua_State *L) {
   lua_settop(L, 3);
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);                         /* ws, data, type, fin */
-  if (lua_isnil(L, 3))
-    lua_pushinteger(L, OWL_WS_TEXT), lua_replace(L, 3);
+  if (lua_isnil(L, 3)) {
+    lua_pushinteger(L, OWL_WS_TEXT);
+    lua_replace(L, 3);
+  }
   lua_Integer kind = lua_tointeger(L, 3);
   if (kind == OWL_WS_CLOSE) {               /* a close through SendAsync */
     lua_settop(L, 1);
@@ -620,8 +622,10 @@ static int raw_closefn (lua_State *L) {
   lua_settop(L, 2);
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);
-  if (lua_isnil(L, 2))
-    lua_pushinteger(L, OWL_WS_NORMAL), lua_replace(L, 2);
+  if (lua_isnil(L, 2)) {
+    lua_pushinteger(L, OWL_WS_NORMAL);
+    lua_replace(L, 2);
+  }
   return ws_close(L);
 }
 
