@@ -20,6 +20,7 @@ WARNINGS ?= -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
 SANITIZE ?= -fsanitize=address,undefined -fno-sanitize-recover=undefined \
             -fno-omit-frame-pointer
 DEPS ?= tools/install-deps
+BROWSER_DEPS ?= tools/install-browser
 APP ?= apps/hello.lua
 
 SRCS = src/buf.c src/chunked.c src/env.c src/headers.c src/http1.c \
@@ -39,12 +40,17 @@ LIBS = $(LUA_LIBS) $(UV_LIBS) $(Z_LIBS) -lm
 
 CODEC_SRCS = src/chunked.c src/ws.c src/ws_handshake.c src/codec_lua.c
 
-.PHONY: all deps run test test-unit test-e2e install uninstall clean bench
+.PHONY: all deps browser-deps run test test-unit test-e2e test-browser install \
+        uninstall clean bench
 
 all: deps owinlua
 
 deps:
 	@sh $(DEPS)
+
+# Debian's chromium and playwright-core from npm, for the browser spec.
+browser-deps:
+	@sh $(BROWSER_DEPS)
 
 owinlua: $(OBJS) $(LLHTTP_OBJS)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS) $(LDFLAGS)
@@ -79,14 +85,17 @@ run: all
 # The suite: unit specs, end-to-end specs with the release binary, and the
 # end-to-end specs again with the sanitized binary.  The last line is
 # "N passed, N failed".
-test: deps owinlua owinlua-asan build/owl_codec.so
+test: deps browser-deps owinlua owinlua-asan build/owl_codec.so
 	@BUSTED="$(BUSTED)" LUA="$(LUA)" sh tools/run-tests
 
 test-unit: deps build/owl_codec.so
 	$(BUSTED) --lua=$(LUA) --run=unit
 
-test-e2e: all
+test-e2e: all browser-deps
 	$(BUSTED) --lua=$(LUA) --run=e2e
+
+test-browser: all browser-deps
+	$(BUSTED) --lua=$(LUA) --run=e2e --tags=browser
 
 install: owinlua
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LUADIR)/owin

@@ -188,6 +188,10 @@ static void finish (owl_server_t *s) {
   if (!uv_is_closing((uv_handle_t *)&s->sigint)) {
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
+    /* closing the handles restored the default action: a signal during
+    ** the rest of the teardown must not kill a process that is exiting 0 */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
   }
   uv_stop(s->loop);
 }
