@@ -156,6 +156,15 @@ static void send_close (owl_wsock_t *w, unsigned code, const char *reason,
 
 /* {====== input */
 
+/* Answers the peer's close frame (its code echoed) and closes after it. */
+static void reply_close (owl_wsock_t *w) {
+  send_close(w, w->client_code == OWL_WS_NO_STATUS || w->client_code == 1006 ?
+             OWL_WS_NORMAL : w->client_code, NULL, 0);
+  if (w->conn)
+    w->conn->close_after = 1;
+}
+
+
 static int on_message (void *ud, int opcode, const char *data, size_t len) {
   owl_wsock_t *w = ud;
   wsmsg_t *m = malloc(sizeof *m + len);
@@ -186,11 +195,11 @@ static int on_control (void *ud, int opcode, const char *data, size_t len) {
       w->reason_len = len - 2;
       memcpy(w->reason, data + 2, w->reason_len);
     }
-    /* echo the code (RFC 6455 5.5.1), then the TCP close is ours */
-    send_close(w, w->client_code == OWL_WS_NO_STATUS ? OWL_WS_NORMAL : w->client_code,
-               NULL, 0);
-    if (w->conn)
-      w->conn->close_after = 1;
+    /* echo the code (RFC 6455 5.5.1) once the app has taken the messages
+    ** that came before the close (it may still answer them); then the TCP
+    ** close is ours */
+    if (w->head == NULL)
+      reply_close(w);
   }
   return OWL_WS_GO;
 }
@@ -252,8 +261,8 @@ void owl_wsock_settle (owl_wsock_t *w) {
     uv_read_stop(&c->h.stream);
     c->reading = 0;
   }
-  if (w->close_sent && w->timer != W_CLOSE) {
-    w->timer = W_CLOSE;                     /* the peer's close, or we cut */
+  if ((w->close_sent || w->close_rcvd) && w->timer != W_CLOSE) {
+    w->timer = W_CLOSE;                     /* the peer's close, or our reply */
     uv_timer_start(&c->timer, owl_conn_timer, o->ws_close_timeout, 0);
   }
   else if (w->timer == W_NONE && o->ws_ping_interval && !w->raw) {
@@ -280,8 +289,16 @@ void owl_wsock_on_timer (owl_wsock_t *w) {
       uv_timer_start(&c->timer, owl_conn_timer, o->ws_ping_timeout, 0);
       owl_conn_flush(c);
       return;
+    case W_CLOSE:
+      if (w->close_rcvd && !w->close_sent) {  /* the app never came back */
+        reply_close(w);
+        w->timer = W_NONE;
+        owl_wsock_settle(w);                /* closes once written */
+        return;
+      }
+      owl_conn_close(c);                    /* no close frame came back */
+      return;
     case W_PONG:                            /* no answer: the peer is gone */
-    case W_CLOSE:                           /* no close frame came back */
       owl_conn_close(c);
       return;
   }
@@ -365,6 +382,10 @@ static int recv_k (lua_State *L, int status, lua_KContext ctx) {
   }
   if (!w->close_rcvd && w->conn != NULL)
     return wait(L, w, ctx, recv_k);
+  if (w->conn != NULL && !w->close_sent) {
+    reply_close(w);                         /* the app has seen everything */
+    owl_wsock_settle(w);
+  }
   if (!ctx)
     return closed(L, w);
   lua_getiuservalue(L, 1, WV_ENV);
@@ -722,9 +743,12 @@ void owl_wsock_end (lua_State *L, int idx, unsigned code) {
   owl_wsock_t *w = lua_touserdata(L, idx);
   if (w == NULL || w->conn == NULL)
     return;
-  if (!w->raw)
+  if (w->raw)
+    w->conn->close_after = 1;               /* once what was written is out */
+  else if (w->close_rcvd)
+    reply_close(w);                         /* the peer's close, unanswered */
+  else
     send_close(w, code, NULL, 0);
-  w->conn->close_after = 1;                 /* an opaque one: once written */
   owl_wsock_settle(w);
 }
 
