@@ -313,6 +313,8 @@ void owl_open_upgrade (lua_State *L);
 void owl_stream_push (lua_State *L, owl_req_t *r, int output);
 
 void owl_open_runtime (lua_State *L);
+void owl_newclass (lua_State *L, const char *name, const luaL_Reg *methods,
+                   lua_CFunction tostring, lua_CFunction gc);
 void owl_token_new (lua_State *L);                  /* pushes a token */
 void owl_token_fire (lua_State *L, int idx);
 /* Closes h if it is an owin.sleep timer; returns 1 then. */

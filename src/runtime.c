@@ -187,6 +187,29 @@ static int t_cancel (lua_State *L) {
 /* }====== */
 
 
+/*
+** Creates the metatable `name` for a userdata class: methods as __index,
+** and the metamethods tostring and gc when not NULL.  Leaves the stack as
+** it was.
+*/
+void owl_newclass (lua_State *L, const char *name, const luaL_Reg *methods,
+                   lua_CFunction tostring, lua_CFunction gc) {
+  luaL_newmetatable(L, name);
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  lua_setfield(L, -2, "__index");
+  if (tostring) {
+    lua_pushcfunction(L, tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+  if (gc) {
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+}
+
+
 void owl_open_runtime (lua_State *L) {
   static const luaL_Reg token_m[] = {
     {"register", t_register},

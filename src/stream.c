@@ -250,17 +250,6 @@ static int s_tostring (lua_State *L) {
 }
 
 
-static void newtype (lua_State *L, const char *name, const luaL_Reg *methods) {
-  luaL_newmetatable(L, name);
-  lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, s_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
-}
-
-
 void owl_open_stream (lua_State *L) {
   static const luaL_Reg in_m[] = {
     {"read", in_read},
@@ -272,6 +261,6 @@ void owl_open_stream (lua_State *L) {
     {"flush", out_flush},
     {NULL, NULL}
   };
-  newtype(L, IN_T, in_m);
-  newtype(L, OUT_T, out_m);
+  owl_newclass(L, IN_T, in_m, s_tostring, NULL);
+  owl_newclass(L, OUT_T, out_m, s_tostring, NULL);
 }

@@ -772,19 +772,7 @@ void owl_open_websocket (lua_State *L) {
     {"cancelled", ws_token},
     {NULL, NULL}
   };
-  luaL_newmetatable(L, WS_T);
-  lua_newtable(L);
-  luaL_setfuncs(L, ws_m, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, ws_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
-  luaL_newmetatable(L, RAW_T);
-  lua_newtable(L);
-  luaL_setfuncs(L, raw_m, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, ws_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  owl_newclass(L, WS_T, ws_m, NULL, ws_gc);
+  owl_newclass(L, RAW_T, raw_m, NULL, ws_gc);
 }
 /* }====== */

@@ -37,16 +37,7 @@ local function start(app, args)
   return srv
 end
 
--- Polls until f() is true or `timeout` seconds pass; returns f()'s last value.
-local function eventually(f, timeout)
-  local deadline = socket.gettime() + (timeout or 2)
-  repeat
-    local v = f()
-    if v then return v end
-    socket.sleep(0.05)
-  until socket.gettime() > deadline
-  return f()
-end
+local eventually = server.eventually
 
 -- Adler-32 by its definition (RFC 1950 section 8.2), one byte at a time.
 local function adler32(s)

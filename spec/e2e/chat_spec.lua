@@ -11,16 +11,7 @@ local socket = require("socket")
 
 local TEXT, CLOSE = 1, 8
 
--- Polls until f() is true or `timeout` seconds pass; returns f()'s last value.
-local function eventually(f, timeout)
-  local deadline = socket.gettime() + (timeout or 2)
-  repeat
-    local v = f()
-    if v then return v end
-    socket.sleep(0.05)
-  until socket.gettime() > deadline
-  return f()
-end
+local eventually = server.eventually
 
 local function rooms(srv)
   local res = assert(http.get(srv.port, "/rooms"))

@@ -3,14 +3,7 @@ local server = require("helpers.server")
 local http = require("helpers.http")
 local socket = require("socket")
 
-local function wait_for(pred, timeout)
-  local deadline = socket.gettime() + (timeout or 5)
-  while socket.gettime() < deadline do
-    if pred() then return true end
-    socket.sleep(0.05)
-  end
-  return false
-end
+local function wait_for(f, timeout) return server.eventually(f, timeout) and true or false end
 
 describe("#e2e app errors", function()
   local srv

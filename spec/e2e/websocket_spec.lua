@@ -6,14 +6,7 @@ local socket = require("socket")
 
 local u16 = ws.u16
 
-local function wait_for(pred, timeout)
-  local deadline = socket.gettime() + (timeout or 5)
-  while socket.gettime() < deadline do
-    if pred() then return true end
-    socket.sleep(0.05)
-  end
-  return false
-end
+local function wait_for(f, timeout) return server.eventually(f, timeout) and true or false end
 
 -- Sends bad bytes after the handshake; returns the close code the server
 -- sent and whether it then closed the TCP connection.

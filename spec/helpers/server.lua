@@ -47,6 +47,19 @@ local function sleep(s)
 end
 M.sleep = sleep
 
+-- Polls until f() is true or `timeout` seconds (default 5) pass; returns
+-- f()'s last value.
+function M.eventually(f, timeout)
+  local socket = require("socket")
+  local deadline = socket.gettime() + (timeout or 5)
+  repeat
+    local v = f()
+    if v then return v end
+    socket.sleep(0.05)
+  until socket.gettime() > deadline
+  return f()
+end
+
 local Server = {}
 Server.__index = Server
 
