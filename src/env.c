@@ -29,6 +29,7 @@ static const char *const keynames[] = {
   "owin.RequestId", "owin.CallCancelled", "server.RemoteIpAddress",
   "server.RemotePort", "server.LocalIpAddress", "server.LocalPort",
   "server.IsLocal", "server.OnSendingHeaders", "host.OnAppDisposing",
+  "sendfile.SendAsync",
   "http", "HTTP/1.1", "HTTP/1.0", "", "1.0"
 };
 
@@ -226,6 +227,11 @@ static void pushvirtual (lua_State *L, owl_req_t *r, int id, int key) {
           snprintf(buf, sizeof buf, "%" PRIu64, r->id);
           lua_pushvalue(L, key);
           lua_pushstring(L, buf);
+          lua_rawset(L, t);
+        }
+        else if (id == K_SENDFILE) {
+          lua_pushvalue(L, key);
+          owl_sendfile_push(L, ri);
           lua_rawset(L, t);
         }
         else if (id == K_ONSENDING) {

@@ -292,6 +292,8 @@ void owl_headers_add (lua_State *L, int idx, const char *lname, size_t nlen,
                       const char *v, size_t vlen);
 
 void owl_open_stream (lua_State *L);
+void owl_sendfile_push (lua_State *L, int ri);
+void owl_open_fs (lua_State *L);
 
 /* websocket.c: a connection after a 101 */
 void owl_wsock_new (lua_State *L, owl_conn_t *c, int reqidx, int raw,

@@ -350,6 +350,7 @@ int luaopen_owin_core (lua_State *L) {
   owl_open_env(L);
   owl_open_websocket(L);
   owl_open_upgrade(L);
+  owl_open_fs(L);
   owl_token_new(L);
   lua_pushvalue(L, -1);
   s->disposing_ref = luaL_ref(L, LUA_REGISTRYINDEX);

@@ -208,6 +208,7 @@ if core then
   M.token = core.token
   M.version = core.version
   M.request_id = core.request_id
+  M.fs = core.fs
 else
   M.now = function() return os.time() end
   M.sleep = function()
