@@ -55,13 +55,13 @@ static owl_req_t *envreq (lua_State *L, int idx) {
 static void pushreqheaders (lua_State *L, owl_req_t *r) {
   owl_conn_t *c = r->conn;
   if (c == NULL || !r->head_live) {
-    owl_headers_new(L, 0);
+    owl_headers_new(L, 0, 0);
     return;
   }
   size_t *f = (size_t *)c->fields.base;
   size_t nf = c->fields.len / (2 * sizeof(size_t));
   const char *head = c->head.base;
-  owl_headers_new(L, (int)(nf / 2));
+  owl_headers_new(L, (int)(nf / 2), 0);
   int h = lua_gettop(L);
   for (size_t i = 1; i + 1 < nf; i += 2) {
     const char *v = head + f[2 * i + 2];
@@ -179,7 +179,7 @@ static void pushvirtual (lua_State *L, owl_req_t *r, int id, int key) {
     case K_RESPHEADERS:
       if (lua_getiuservalue(L, ri, UV_RESPH) == LUA_TNIL) {
         lua_pop(L, 1);
-        owl_headers_new(L, 4);
+        owl_headers_new(L, 4, 1);
         if (r->committed)
           owl_headers_freeze(L, -1);
         lua_pushvalue(L, -1);

@@ -8,10 +8,13 @@
 ** (so raw access from Lua cannot reach it):
 **   proxy[&store_key]  = { [lowercase name] = { "v1", "v2" } }
 **   proxy[&names_key]  = { [lowercase name] = "Display-Name" }  (created lazily,
-**                        only for names set with capitals)
+**                        only for names spelled otherwise than by default)
+**   proxy[&canon_key]  = true: the default spelling is Canonical-Case
 **   proxy[&frozen_key] = true once the response headers were sent
-** Request headers arrive with lowercase names (as HTTP/2 and Node do); a
-** response header keeps the spelling the app gave it.
+** Request headers arrive with lowercase names (as HTTP/2 and Node do), and
+** lowercase is their default spelling.  Response headers keep the spelling
+** the app gave; their default is Canonical-Case, so the usual spellings
+** ("Content-Type") cost no names table.
 */
 
 #include <string.h>
@@ -22,6 +25,7 @@
 
 static const char store_key = 0;
 static const char names_key = 0;
+static const char canon_key = 0;
 static const char frozen_key = 0;
 static const char hmt_key = 0;
 
@@ -75,6 +79,31 @@ static void pushlower (lua_State *L, const char *s, size_t len) {
     lua_pushlstring(L, p, len);
   else
     luaL_pushresultsize(&b, len);
+}
+
+
+static char upper (char c) {
+  return (c >= 'a' && c <= 'z') ? (char)(c - 32) : c;
+}
+
+
+/* Writes the Canonical-Case form of lname[0..n) into dst[0..n). */
+void owl_headers_canonical (char *dst, const char *lname, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    dst[i] = (i == 0 || lname[i - 1] == '-') ? upper(lname[i]) : lname[i];
+}
+
+
+/* Is name spelled the default way: Canonical-Case, or all lowercase? */
+static int isdefault (const char *name, size_t len, int canon) {
+  for (size_t i = 0; i < len; i++) {
+    char c = name[i];
+    char l = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+    char want = (canon && (i == 0 || name[i - 1] == '-')) ? upper(l) : l;
+    if (c != want)
+      return 0;
+  }
+  return 1;
 }
 
 
@@ -145,8 +174,7 @@ static int h_newindex (lua_State *L) {
   else if (t != LUA_TNIL)
     return luaL_error(L, "value of header '%s' must be a string or an array of "
                       "strings, got %s", name, luaL_typename(L, 3));
-  int lower = haslower(name, len);
-  if (lower)
+  if (haslower(name, len))
     lua_pushvalue(L, 2);
   else
     pushlower(L, name, len);                  /* lname */
@@ -156,8 +184,10 @@ static int h_newindex (lua_State *L) {
   lua_pushvalue(L, 3);
   lua_rawset(L, -3);                          /* store[lname] = value */
   lua_pop(L, 1);
+  int canon = pushslot(L, 1, &canon_key) != LUA_TNIL;
+  lua_pop(L, 1);
   int hasnames = pushslot(L, 1, &names_key) == LUA_TTABLE;
-  if (!lower && !lua_isnil(L, 3)) {
+  if (!isdefault(name, len, canon) && !lua_isnil(L, 3)) {
     if (!hasnames) {
       lua_pop(L, 1);
       lua_newtable(L);
@@ -197,10 +227,19 @@ static int h_next (lua_State *L) {
     lua_pushvalue(L, -2);
     if (lua_rawget(L, names) != LUA_TNIL) {
       lua_replace(L, -3);                     /* display name instead of lname */
+      return 2;
     }
-    else
-      lua_pop(L, 1);
+    lua_pop(L, 1);
   }
+  if (pushslot(L, 1, &canon_key) != LUA_TNIL) {
+    size_t n;
+    const char *lname = lua_tolstring(L, -3, &n);
+    luaL_Buffer b;
+    owl_headers_canonical(luaL_buffinitsize(L, &b, n), lname, n);
+    luaL_pushresultsize(&b, n);
+    lua_replace(L, -4);                       /* Canonical-Case instead */
+  }
+  lua_pop(L, 1);
   return 2;
 }
 
@@ -222,10 +261,14 @@ static int h_tostring (lua_State *L) {
 /*
 ** Pushes a new, empty headers table with room for narr names.
 */
-int owl_headers_new (lua_State *L, int narr) {
-  lua_createtable(L, 0, 3);                 /* store, names, frozen: no rehash */
+int owl_headers_new (lua_State *L, int narr, int canon) {
+  lua_createtable(L, 0, 4);                 /* store, names, canon, frozen */
   lua_createtable(L, 0, narr);
   lua_rawsetp(L, -2, &store_key);
+  if (canon) {
+    lua_pushboolean(L, 1);
+    lua_rawsetp(L, -2, &canon_key);
+  }
   lua_rawgetp(L, LUA_REGISTRYINDEX, &hmt_key);
   lua_setmetatable(L, -2);
   return 1;
@@ -298,7 +341,7 @@ void owl_headers_add (lua_State *L, int idx, const char *lname, size_t nlen,
 */
 void owl_headers_from (lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
-  owl_headers_new(L, 4);
+  owl_headers_new(L, 4, 1);
   int h = lua_gettop(L);
   lua_pushnil(L);
   while (lua_next(L, idx)) {
@@ -314,7 +357,7 @@ static int l_headers (lua_State *L) {
   if (lua_istable(L, 1))
     owl_headers_from(L, 1);
   else
-    owl_headers_new(L, 0);
+    owl_headers_new(L, 0, 1);
   return 1;
 }
 

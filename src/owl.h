@@ -279,7 +279,10 @@ void owl_open_env (lua_State *L);
 
 /* {====== other areas */
 void owl_open_headers (lua_State *L);
-int owl_headers_new (lua_State *L, int narr);       /* pushes a headers table */
+/* Pushes a headers table; canon: names spelled Canonical-Case by default
+** (response headers), else lowercase (request headers). */
+int owl_headers_new (lua_State *L, int narr, int canon);
+void owl_headers_canonical (char *dst, const char *lname, size_t n);
 int owl_headers_is (lua_State *L, int idx);
 void owl_headers_freeze (lua_State *L, int idx);
 void owl_headers_store (lua_State *L, int idx);     /* pushes store, names */

@@ -317,7 +317,7 @@ void owl_req_serialize (lua_State *L, owl_req_t *r, int final) {
   append(L, b, "\r\n", 2);
   lua_pop(L, 1);
   if (lua_getiuservalue(L, ri, UV_RESPH) == LUA_TNIL)
-    owl_headers_new(L, 0);                  /* none set: iterate nothing */
+    owl_headers_new(L, 0, 1);               /* none set: iterate nothing */
   owl_headers_store(L, -1);                 /* store, names */
   int names = lua_gettop(L), store = names - 1;
   lua_pushnil(L);
@@ -334,10 +334,13 @@ void owl_req_serialize (lua_State *L, owl_req_t *r, int final) {
       hasdate = 1;
     else if (ieq(lname, nl, "server"))
       hasserver = 1;
+    int spelled = 0;
     if (lua_istable(L, names)) {
       lua_pushvalue(L, -2);
-      if (lua_rawget(L, names) == LUA_TSTRING)
+      if (lua_rawget(L, names) == LUA_TSTRING) {
         name = lua_tolstring(L, -1, &nl);
+        spelled = 1;
+      }
       lua_pop(L, 1);                        /* still anchored by names */
     }
     int vt = lua_type(L, -1);
@@ -352,7 +355,14 @@ void owl_req_serialize (lua_State *L, owl_req_t *r, int final) {
       if (v == NULL)
         luaL_error(L, "value of response header '%s' must be a string", name);
       checkfield(L, name, v, vl);
-      append(L, b, name, nl);
+      if (spelled)
+        append(L, b, name, nl);
+      else {                                /* Canonical-Case by default */
+        if (owl_buf_reserve(b, nl))
+          luaL_error(L, "not enough memory");
+        owl_headers_canonical(b->base + b->len, name, nl);
+        b->len += nl;
+      }
       append(L, b, ": ", 2);
       append(L, b, v, vl);
       append(L, b, "\r\n", 2);

@@ -151,10 +151,15 @@ describe("#e2e response keys", function()
     assert.equal("plain", res.headers["x-plain"])
     assert.equal("Upper", res.headers["x-case"])
     assert.is_nil(res.headers["x-removed"])
-    assert.equal("3", res.headers["x-count"])
-    local spelled
-    for _, h in ipairs(res.list) do if h[1]:lower() == "x-case" then spelled = h[1] end end
-    assert.equal("X-Case", spelled)
+    assert.equal("5", res.headers["x-count"])
+    local spelled = {}
+    for _, h in ipairs(res.list) do spelled[h[1]:lower()] = h[1] end
+    assert.equal("X-Case", spelled["x-case"])
+    assert.equal("x-lower", spelled["x-lower"])        -- any spelling is kept
+    assert.equal("X-API-Key", spelled["x-api-key"])
+    assert.equal("Set-Cookie", spelled["set-cookie"])
+    -- pairs() gives the same names the wire gets
+    assert.equal("Set-Cookie,X-API-Key,X-Case,X-Plain,x-lower", res.headers["x-pairs"])
   end)
 
   it("refuses CR/LF in header values and names: 500, no injected header", function()
