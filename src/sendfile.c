@@ -39,11 +39,17 @@ typedef struct owl_sendfile {
 } owl_sendfile_t;
 
 
-/* Pushes nil, "ENAME: what", "ENAME" for errno value e; returns 3. */
+/*
+** Pushes nil, "ENAME: message (what)", "ENAME" for errno value e (what:
+** the path, or NULL); returns 3.
+*/
 static int failure (lua_State *L, int e, const char *what) {
   int err = uv_translate_sys_error(e);
   lua_pushnil(L);
-  lua_pushfstring(L, "%s: %s", uv_err_name(err), what);
+  if (what)
+    lua_pushfstring(L, "%s: %s (%s)", uv_err_name(err), uv_strerror(err), what);
+  else
+    lua_pushfstring(L, "%s: %s", uv_err_name(err), uv_strerror(err));
   lua_pushstring(L, uv_err_name(err));
   return 3;
 }
@@ -88,16 +94,16 @@ static int send_k (lua_State *L, int status, lua_KContext ctx) {
   (void)ctx;
   if (c == NULL) {
     sf_close(sf);
-    return failure(L, EPIPE, "client closed the connection");
+    return failure(L, EPIPE, NULL);
   }
   if (cancelled(L, 4)) {
     sf_close(sf);
-    return failure(L, ECANCELED, "cancelled");
+    return failure(L, ECANCELED, NULL);
   }
   owl_conn_flush(c);
   if (r->conn == NULL || uv_fileno(&c->h.handle, &sock) != 0) {
     sf_close(sf);
-    return failure(L, EPIPE, "client closed the connection");
+    return failure(L, EPIPE, NULL);
   }
   while (sf->left > 0) {
     if (owl_conn_pending(c) > 0) {          /* bytes before ours: wait */
@@ -116,7 +122,7 @@ static int send_k (lua_State *L, int status, lua_KContext ctx) {
       int e = errno;
       sf_close(sf);
       owl_conn_close(c);
-      return failure(L, e, "sendfile failed");
+      return failure(L, e, NULL);
     }
     if (n == 0) {                           /* the file got shorter */
       sf_close(sf);
@@ -131,7 +137,7 @@ static int send_k (lua_State *L, int status, lua_KContext ctx) {
       int e = got < 0 ? errno : EIO;
       sf_close(sf);
       r->abort = 1;
-      return failure(L, e, "cannot read the file");
+      return failure(L, e, NULL);
     }
     c->out.len += (size_t)got;
     sf->off += got;
@@ -139,7 +145,7 @@ static int send_k (lua_State *L, int status, lua_KContext ctx) {
     owl_conn_flush(c);                      /* the socket is full: libuv waits */
     if (r->conn == NULL) {
       sf_close(sf);
-      return failure(L, EPIPE, "client closed the connection");
+      return failure(L, EPIPE, NULL);
     }
   }
   sf_close(sf);
@@ -167,17 +173,22 @@ static int l_sendfile (lua_State *L) {
   lua_settop(L, 4);
   if (r->finished)
     return luaL_error(L, "sendfile.SendAsync used after its response finished");
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  /* O_NONBLOCK: opening a FIFO must not block the loop (it is refused below) */
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0)
     return failure(L, errno, path);
   owl_sendfile_t *sf = lua_newuserdatauv(L, sizeof *sf, 0);
   sf->fd = fd;
   sf->chunked = 0;
   luaL_setmetatable(L, SF_T);
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    int e = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+  if (fstat(fd, &st) != 0) {
+    int e = errno;
     sf_close(sf);
     return failure(L, e, path);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    sf_close(sf);
+    return failure(L, S_ISDIR(st.st_mode) ? EISDIR : EINVAL, path);
   }
   if ((uint64_t)off > (uint64_t)st.st_size ||
       (len >= 0 && (uint64_t)off + (uint64_t)len > (uint64_t)st.st_size)) {
@@ -210,7 +221,7 @@ static int l_sendfile (lua_State *L) {
   if (r->no_body || len == 0 || r->conn == NULL) {
     sf_close(sf);
     if (r->conn == NULL)
-      return failure(L, EPIPE, "client closed the connection");
+      return failure(L, EPIPE, NULL);
     lua_pushboolean(L, 1);
     return 1;
   }
