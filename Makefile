@@ -26,8 +26,8 @@ APP ?= apps/hello.lua
 SRCS = src/buf.c src/chunked.c src/env.c src/headers.c src/http1.c \
        src/main.c src/request.c src/runtime.c src/server.c src/stream.c \
        src/sendfile.c src/upgrade.c src/websocket.c src/ws.c src/ws_handshake.c
-LUA_MODULES = lua/owin/init.lua lua/owin/cli.lua lua/owin/static.lua \
-              lua/owin/websocket.lua
+LUA_MODULES = lua/owin/init.lua lua/owin/cli.lua lua/owin/headers.lua \
+              lua/owin/static.lua lua/owin/websocket.lua lua/owin/wsapi.lua
 LLHTTP_SRCS = $(LLHTTP_SRCDIR)/llhttp.c $(LLHTTP_SRCDIR)/api.c $(LLHTTP_SRCDIR)/http.c
 
 OBJS = $(SRCS:src/%.c=build/%.o)

@@ -216,6 +216,7 @@ else
   end
   M.request_id = function() return nil end
   M.version = "0.1.0"
+  M.headers = require("owin.headers").new         -- the same semantics, in Lua
 end
 M.set_env = set_env
 M.current_env = current_env
