@@ -27,7 +27,10 @@ SRCS = src/buf.c src/chunked.c src/env.c src/headers.c src/http1.c \
        src/main.c src/request.c src/runtime.c src/server.c src/stream.c \
        src/sendfile.c src/upgrade.c src/websocket.c src/ws.c src/ws_handshake.c
 LUA_MODULES = lua/owin/init.lua lua/owin/cli.lua lua/owin/headers.lua \
-              lua/owin/static.lua lua/owin/websocket.lua lua/owin/wsapi.lua
+              lua/owin/static.lua lua/owin/websocket.lua lua/owin/wsapi.lua \
+              lua/owin/test.lua lua/owin/test/loop.lua lua/owin/test/request.lua \
+              lua/owin/test/response.lua lua/owin/test/stream.lua \
+              lua/owin/test/util.lua lua/owin/test/websocket.lua
 LLHTTP_SRCS = $(LLHTTP_SRCDIR)/llhttp.c $(LLHTTP_SRCDIR)/api.c $(LLHTTP_SRCDIR)/http.c
 
 OBJS = $(SRCS:src/%.c=build/%.o)
@@ -99,9 +102,11 @@ test-browser: all browser-deps
 	$(BUSTED) --lua=$(LUA) --run=e2e --tags=browser
 
 install: owinlua
-	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LUADIR)/owin
+	$(INSTALL) -d $(DESTDIR)$(BINDIR)
 	$(INSTALL) -m 755 owinlua $(DESTDIR)$(BINDIR)/owinlua
-	$(INSTALL) -m 644 $(LUA_MODULES) $(DESTDIR)$(LUADIR)/owin/
+	for f in $(LUA_MODULES); do \
+	  $(INSTALL) -D -m 644 $$f $(DESTDIR)$(LUADIR)/$${f#lua/} || exit 1; \
+	done
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/owinlua

@@ -1,0 +1,340 @@
+-- owin.test: an in-process host for testing OWIN apps with busted (or any
+-- Lua test runner).  No sockets and no C server: the app runs in
+-- coroutines exactly as the server runs it, with the same env keys,
+-- headers tables, streams and WebSockets, and virtual time, so
+-- owin.sleep(30) returns at once.
+--
+--   local test = require("owin.test")
+--   local client = test.client("app.lua")        -- a script, a builder or an AppFunc
+--   local res = client:get("/hello?x=1", { headers = { Accept = "text/plain" } })
+--   assert.equal(200, res.status)
+--   assert.equal("text/plain", res.headers["content-type"])
+--   res = client:post("/upload", { body = "data" })     -- or a function yielding chunks
+--   local ws = assert(client:websocket("/echo"))
+--   ws:send("hi")
+--   assert.equal("hi", ws:receive())
+--   ws:close(1000)
+--
+-- A response is { status, reason, headers, list, body, error, traceback,
+-- aborted, cancelled, timed_out, continued, flushes, id, socket }:
+-- headers maps lowercase names to the values joined with ", "; list holds
+-- every { name, value } as sent (the spelling the app gave, repeated
+-- headers apart).  See README.md, "Testing your own app with busted".
+--
+-- Waiting: requiring this module wraps owin.sleep, owin.now and
+-- owin.request_id in the `owin` module table.  Inside a request of the
+-- test host they use its virtual clock; anywhere else they call what was
+-- there before (the server's C functions inside the owinlua binary).  Code
+-- that saved `local sleep = owin.sleep` before owin.test was required keeps
+-- the old function: require owin.test first, or call owin.sleep.
+
+local owin = require("owin")
+local util = require("owin.test.util")
+util.own(debug.getinfo(1, "S").source)
+local loop_m = require("owin.test.loop")
+local request = require("owin.test.request")
+local ws = require("owin.test.websocket")
+
+local type, pairs, next, tonumber, tostring, setmetatable, error =
+  type, pairs, next, tonumber, tostring, setmetatable, error
+local coroutine_running, coroutine_isyieldable = coroutine.running, coroutine.isyieldable
+local TASKS = loop_m.TASKS
+
+local M = {}
+
+-- {====== owin.sleep, owin.now, owin.request_id in the test host
+
+local real_sleep, real_now, real_request_id = owin.sleep, owin.now, owin.request_id
+
+-- owin.sleep(seconds): inside a test-host request, a virtual wait.
+function owin.sleep(s)
+  local task = TASKS[coroutine_running()]
+  if task == nil then return real_sleep(s) end
+  local n = (type(s) == "number" or type(s) == "string") and tonumber(s)
+  if not n then util.typeerror(1, "number", s) end
+  if not (n >= 0 and n < 1e9) then util.argerror(1, "must be a number of seconds from 0") end
+  if not coroutine_isyieldable() then util.raise("owin.sleep: not inside a request's coroutine") end
+  task.loop:sleep(task, n)
+end
+
+-- owin.now(): the virtual clock inside a test-host request (or while a
+-- client runs), seconds as a float.
+function owin.now()
+  local task = TASKS[coroutine_running()]
+  if task then return task.loop.now end
+  local active = loop_m.active
+  if active then return active.now end
+  return real_now()
+end
+
+function owin.request_id()
+  local task = TASKS[coroutine_running()]
+  if task and task.owner then return task.owner.id end
+  return real_request_id()
+end
+-- }======
+
+-- {====== apps
+
+-- Loads an app script as `owinlua app.lua` does (owin.cli.load_app): the
+-- script sees the globals `app` (a builder) and `owin`, and may return an
+-- AppFunc or a builder.  Its directory goes first on package.path.  `app`
+-- is the script's own (each client loads the script afresh); other
+-- globals are the real ones.
+local function load_script(path)
+  local f = io.open(path, "r")
+  if not f then error(string.format("owin.test: cannot open app script '%s'", path), 0) end
+  f:close()
+  local dir = path:match("^(.*)/[^/]*$") or "."
+  local entry = dir .. "/?.lua;" .. dir .. "/?/init.lua;"
+  if package.path:sub(1, #entry) ~= entry then package.path = entry .. package.path end
+  local builder = owin.new()
+  local genv = setmetatable({ app = builder, owin = owin }, { __index = _G, __newindex = _G })
+  local chunk, err = loadfile(path, "bt", genv)
+  if not chunk then error("owin.test: cannot load " .. err, 0) end
+  if rawget(_G, "owin") == nil then _G.owin = owin end
+  local ok, result = xpcall(chunk, debug.traceback)
+  if not ok then error("owin.test: error while loading " .. path .. ": " .. tostring(result), 0) end
+  if type(result) == "function" then return result end
+  if owin.is_builder(result) then return result.build() end
+  if result ~= nil then
+    error(string.format("owin.test: %s returned a %s: expected nothing, an AppFunc or a builder",
+      path, type(result)), 0)
+  end
+  if builder.empty() then
+    error("owin.test: " .. path .. " defines no app: call app.use/app.run, or return an AppFunc", 0)
+  end
+  return builder.build()
+end
+
+local function resolve(app)
+  if type(app) == "string" then return load_script(app) end
+  if owin.is_builder(app) then return app.build() end
+  if type(app) == "function" then return app end
+  local mt = getmetatable(app)
+  if type(mt) == "table" and mt.__call then return function(env) return app(env) end end
+  error("bad argument #1 to 'client' (a builder, an AppFunc or the path of an app script " ..
+        "expected, got " .. type(app) .. ")", 3)
+end
+-- }======
+
+-- {====== requests in flight
+
+local Pending = {}
+Pending.__index = Pending
+
+-- pending:wait([timeout]) -> response: runs the app until it answers (or
+-- upgrades).  After `timeout` virtual seconds without an answer the client
+-- gives up: CallCancelled fires and the app gets as long again to end;
+-- then its coroutine is closed.  res.timed_out is true then.
+function Pending:wait(timeout)
+  local R, client = self.R, self.client
+  local loop = client.loop
+  timeout = timeout or self.timeout
+  if not R.done and not R.upgraded then
+    local ok, why = loop:run(function() return R.done or R.upgraded end, loop.now + timeout)
+    if not ok then
+      self.timed_out = why
+      request.cancel(R)
+      if not loop:run(function() return R.done end, loop.now + timeout) then
+        request.abandon(R)
+      end
+    end
+  end
+  local res = request.response(R)
+  if self.timed_out then
+    res.timed_out = true
+    if self.timed_out == "idle" then
+      res.error = res.error or "owin.test: the app waits for something that never comes"
+    else
+      res.error = res.error or string.format("owin.test: no response within %g virtual seconds",
+        timeout)
+    end
+  end
+  if R.socket then res.socket = R.socket.conv end
+  return res
+end
+
+-- pending:cancel(): the client goes away (CallCancelled fires).
+function Pending:cancel()
+  request.cancel(self.R)
+  self.client:settle()
+end
+
+function Pending:done()
+  return self.R.done == true
+end
+-- }======
+
+-- {====== the client
+
+local Client = {}
+Client.__index = Client
+
+local DEFAULTS = {
+  timeout = 60,                   -- virtual seconds a request may take
+  max_body = 32 * 1024 * 1024,    -- --max-body (0: no limit)
+  dev = false,                    -- --dev: tracebacks in 500 bodies
+  host = "localhost",             -- the Host header when a request has none
+  port = 8080,                    -- server.LocalPort
+  local_ip = "127.0.0.1",
+  remote_ip = "127.0.0.1",
+  server_header = "owinlua",      -- --server-header ("" leaves it out)
+  ws_max_message = 16 * 1024 * 1024,
+  ws_close_timeout = 5,
+  graceful_timeout = 30,
+  log_errors = false,             -- app errors to stderr, as the server logs them
+}
+
+-- client(app [, opts]) -> client.  app: a builder, an AppFunc or the path
+-- of an app script.
+function M.client(app, opts)
+  local appfunc = resolve(app)
+  local o = {}
+  for k, v in pairs(DEFAULTS) do o[k] = v end
+  for k, v in pairs(opts or {}) do
+    if DEFAULTS[k] == nil then error("owin.test: unknown client option '" .. tostring(k) .. "'", 2) end
+    o[k] = v
+  end
+  return setmetatable({ app = appfunc, opts = o, loop = loop_m.new(), next_id = 0,
+                        inflight = {}, sockets = setmetatable({}, { __mode = "k" }),
+                        disposing = loop_m.token() }, Client)
+end
+
+-- Runs what is ready now, without moving the clock.
+function Client:settle()
+  self.loop:run(nil, self.loop.now)
+end
+
+-- client:start(spec) -> pending request: the app runs until it first waits;
+-- pending:wait() finishes it.  spec: method, path (with the query), headers
+-- (name -> string | array, or an array of { name, value }), body (a string,
+-- an array of strings, or a function yielding or returning chunks; a number
+-- in their place waits that many virtual seconds), protocol ("HTTP/1.1" or
+-- "HTTP/1.0"), timeout, cancel_after (seconds after which the client goes
+-- away).
+function Client:start(spec)
+  if type(spec) ~= "table" then
+    error("bad argument #1 to 'start' (table expected, got " .. type(spec) .. ")", 2)
+  end
+  local R = request.new(self, spec)
+  local p = setmetatable({ R = R, client = self, timeout = spec.timeout or self.opts.timeout },
+    Pending)
+  if not R.done then
+    request.start(R, self.app)
+    if spec.cancel_after then
+      self.loop:after(spec.cancel_after, function() request.cancel(R) end)
+    end
+    self:settle()
+  end
+  return p
+end
+
+-- client:request(spec) -> response (see client:start for spec)
+function Client:request(spec)
+  if type(spec) ~= "table" then
+    error("bad argument #1 to 'request' (table expected, got " .. type(spec) .. ")", 2)
+  end
+  return self:start(spec):wait()
+end
+
+local function with(method, path, opts)
+  local spec = {}
+  for k, v in pairs(opts or {}) do spec[k] = v end
+  spec.method, spec.path = method, path
+  return spec
+end
+
+for _, m in ipairs({ "GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS" }) do
+  -- client:get(path [, opts]) -> response; opts as for client:start
+  Client[m:lower()] = function(self, path, opts)
+    return self:request(with(m, path, opts))
+  end
+end
+
+local KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+
+local function add_headers(list, extra)
+  for k, v in pairs(extra or {}) do
+    if type(k) == "string" then
+      list[#list + 1] = { k, type(v) == "table" and table.concat(v, ", ") or v }
+    end
+  end
+  for _, pair in ipairs(extra or {}) do list[#list + 1] = pair end
+  return list
+end
+
+-- client:websocket(path [, opts]) -> conversation, response (101), or
+-- nil, response when the app did not accept.  opts: protocols (a string or
+-- an array), headers, key, version, timeout.
+function Client:websocket(path, opts)
+  opts = opts or {}
+  local hs = { { "Upgrade", "websocket" }, { "Connection", "Upgrade" },
+               { "Sec-WebSocket-Key", opts.key or KEY },
+               { "Sec-WebSocket-Version", opts.version or "13" } }
+  local protocols = opts.protocols
+  if type(protocols) == "table" then protocols = table.concat(protocols, ", ") end
+  if protocols then hs[#hs + 1] = { "Sec-WebSocket-Protocol", protocols } end
+  add_headers(hs, opts.headers)
+  local res = self:request({ method = "GET", path = path, headers = hs, timeout = opts.timeout })
+  if res.status ~= 101 or not res.socket then return nil, res end
+  local conv = res.socket
+  conv.response, conv.status, conv.headers = res, res.status, res.headers
+  conv.protocol = res.headers["sec-websocket-protocol"]
+  return conv, res
+end
+
+-- client:upgrade(path, protocol [, opts]) -> stream, response: an
+-- opaque.Upgrade; the stream has send(bytes), receive() and close().
+function Client:upgrade(path, protocol, opts)
+  opts = opts or {}
+  local hs = add_headers({ { "Upgrade", protocol }, { "Connection", "Upgrade" } }, opts.headers)
+  local res = self:request({ method = opts.method or "GET", path = path, headers = hs,
+                             timeout = opts.timeout })
+  if res.status ~= 101 or not res.socket then return nil, res end
+  res.socket.response = res
+  return res.socket, res
+end
+
+-- client:cancel(): every request in flight loses its client (CallCancelled
+-- fires; writes return EPIPE, reads ECONNRESET).
+function Client:cancel()
+  for R in pairs(self.inflight) do request.cancel(R) end
+  self:settle()
+end
+
+-- client:advance(seconds): lets the virtual clock run that long (timers,
+-- sleeping requests and sockets go on).
+function Client:advance(seconds)
+  local target = self.loop.now + seconds
+  self.loop:run(nil, target)
+  if self.loop.now < target then self.loop.now = target end
+end
+
+-- client:now() -> the virtual clock
+function Client:now()
+  return self.loop.now
+end
+
+-- client:shutdown([timeout]): what SIGTERM does to the server:
+-- host.OnAppDisposing fires, WebSockets get close 1001, requests in flight
+-- get `timeout` (default graceful_timeout) virtual seconds, then
+-- CallCancelled.
+function Client:shutdown(timeout)
+  self.stopping = true
+  loop_m.fire(self.disposing)
+  for s in pairs(self.sockets) do ws.shutdown(s) end
+  local function quiet()
+    for R in pairs(self.inflight) do
+      if not R.upgraded then return false end
+    end
+    return true
+  end
+  self.loop:run(quiet, self.loop.now + (timeout or self.opts.graceful_timeout))
+  for R in pairs(self.inflight) do request.cancel(R) end
+  self:settle()
+end
+-- }======
+
+M.REASONS = request.REASONS
+return M
