@@ -26,7 +26,7 @@ APP ?= apps/hello.lua
 SRCS = src/buf.c src/chunked.c src/env.c src/headers.c src/http1.c \
        src/main.c src/request.c src/runtime.c src/server.c src/stream.c \
        src/sendfile.c src/upgrade.c src/websocket.c src/ws.c src/ws_handshake.c
-LUA_MODULES = lua/owin/init.lua lua/owin/cli.lua lua/owin/headers.lua \
+LUA_MODULES = lua/owin/init.lua lua/owin/cli.lua lua/owin/context.lua lua/owin/headers.lua \
               lua/owin/static.lua lua/owin/websocket.lua lua/owin/wsapi.lua \
               lua/owin/test.lua lua/owin/test/loop.lua lua/owin/test/request.lua \
               lua/owin/test/response.lua lua/owin/test/stream.lua \

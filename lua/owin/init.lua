@@ -257,4 +257,13 @@ for name, level in pairs(LEVELS) do
   log[name] = function(fmt, ...) return emit(level, name, fmt, ...) end
 end
 
+-- owin.context(env) without a require: the module is loaded on first use.
+setmetatable(M, { __index = function(t, k)
+  if k == "context" then
+    local c = require("owin.context")
+    rawset(t, k, c)
+    return c
+  end
+end })
+
 return M
