@@ -10,6 +10,8 @@
 --   busted --lua=lua5.4 spec/e2e/wsapi_spec.lua
 
 local server = require("helpers.server")
+local cleanup = require("helpers.cleanup")
+local defer, run_cleanups, start = cleanup.defer, cleanup.run, cleanup.server
 local http = require("helpers.http")
 
 local q = server.shell_quote
@@ -18,29 +20,7 @@ local ROOT = assert(io.popen("pwd")):read("l")
 local LUA_PATH = ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;"
 local LAUNCHER = "/usr/bin/wsapi.cgi"
 
--- Cleanup for the running test, last registered first.
-local cleanups = {}
-local function defer(fn) cleanups[#cleanups + 1] = fn end
-local function run_cleanups()
-  local list = cleanups
-  cleanups = {}
-  local first_err
-  for i = #list, 1, -1 do
-    local ok, err = pcall(list[i])
-    if not ok and first_err == nil then first_err = err end
-  end
-  if first_err ~= nil then error(first_err, 0) end
-end
 
--- Starts `app` and stops it when the test ends, asserting a clean exit.
-local function start(app, args)
-  local srv = server.start(app, args)
-  defer(function()
-    local ok, how, code = srv:stop()
-    assert.are.same({ true, "exit", 0 }, { ok, how, code }, "owinlua did not exit cleanly:\n" .. srv:stderr())
-  end)
-  return srv
-end
 
 -- A file with `text`, removed when the test ends; `suffix` ends its name.
 local function temp_file(text, suffix)
