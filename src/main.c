@@ -118,6 +118,7 @@ int main (int argc, char **argv) {
   fflush(stdout);
   uv_walk(owl_srv.loop, close_left, NULL);
   uv_run(owl_srv.loop, UV_RUN_DEFAULT);
+  owl_req_drain(&owl_srv);                  /* before lua_close frees them */
   lua_close(L);
   uv_loop_close(owl_srv.loop);
   free(owl_srv.listeners);

@@ -16,9 +16,14 @@
 ** - owl_conn_t is malloc'd on accept and freed in the close callback of the
 **   last of its two handles (stream and timer), never earlier.
 ** - owl_req_t is a Lua full userdata ("owinlua.Request"); a registry ref
-**   (req->ref) keeps it alive while its coroutine runs.  req->conn is a weak
-**   pointer that the connection clears when it closes, and conn->req is
-**   cleared when the response finishes.
+**   (req->ref) keeps it alive while its coroutine runs, and it is linked in
+**   srv->reqs for as long.  It has no __gc: a finalizer on every request made
+**   each GC cycle keep a whole cycle of requests alive one cycle longer, and
+**   the heap grew with the load.  Its one malloc'd buffer (req->body) is
+**   freed where the ref is released (req_end, or detach of a request that
+**   never started), or at exit for requests still in srv->reqs.  req->conn
+**   is a weak pointer that the connection clears when it closes, and
+**   conn->req is cleared when the response finishes.
 */
 
 #ifndef OWL_H
@@ -124,6 +129,8 @@ struct owl_server {
   uv_stream_t **listeners;
   int nlisteners;
   owl_conn_t *conns;            /* live connections, doubly linked */
+  owl_req_t *reqs;              /* requests not released yet (their body
+                                   buffers are freed at exit) */
   unsigned nconns;
   unsigned nlinger;             /* connections closing after a last answer */
   uint64_t next_id;             /* owin.RequestId counter */
@@ -224,6 +231,7 @@ void owl_conn_resume_reading (owl_conn_t *c);
 struct owl_req {
   owl_task_t task;
   owl_conn_t *conn;             /* weak; NULL once the connection is gone */
+  owl_req_t *prev, *next;       /* srv->reqs: requests still anchored by ref */
   int ref;                      /* registry ref anchoring this userdata */
   uint64_t id;
   int status;
@@ -273,6 +281,8 @@ void owl_req_serialize (lua_State *L, owl_req_t *r, int final);
 int owl_req_body_write (lua_State *L, owl_req_t *r, const char *p, size_t n);
 void owl_req_continue (owl_req_t *r);
 void owl_open_request (lua_State *L);
+/* Frees the body buffers of requests never released (at exit). */
+void owl_req_drain (owl_server_t *s);
 void owl_open_env (lua_State *L);
 /* }====== */
 

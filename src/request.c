@@ -152,6 +152,10 @@ static int begin (lua_State *L) {
 #undef SETK
   lua_settop(L, ri);
   r->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  r->next = s->reqs;
+  if (s->reqs)
+    s->reqs->prev = r;
+  s->reqs = r;
   r->conn = c;
   r->head_live = 1;                 /* headers stay in c->head until asked */
   for (size_t i = 1; i + 1 < nf; i += 2) {
@@ -549,6 +553,30 @@ static void log_error (owl_req_t *r, const char *what, const char *msg) {
 }
 
 
+/* Drops the registry ref and the body buffer: the GC may take r now. */
+static void release (owl_req_t *r) {
+  owl_server_t *s = &owl_srv;
+  owl_buf_free(&r->body);
+  if (r->ref == LUA_NOREF)
+    return;
+  luaL_unref(s->L, LUA_REGISTRYINDEX, r->ref);
+  r->ref = LUA_NOREF;
+  if (r->prev)
+    r->prev->next = r->next;
+  else
+    s->reqs = r->next;
+  if (r->next)
+    r->next->prev = r->prev;
+  r->prev = r->next = NULL;
+}
+
+
+void owl_req_drain (owl_server_t *s) {
+  for (owl_req_t *r = s->reqs; r != NULL; r = r->next)
+    owl_buf_free(&r->body);
+}
+
+
 /* Gives the coroutine back to the pool and releases the request. */
 static void req_end (owl_req_t *r, int status) {
   owl_server_t *s = &owl_srv;
@@ -569,10 +597,8 @@ static void req_end (owl_req_t *r, int status) {
     luaL_unref(L, LUA_REGISTRYINDEX, r->task.co_ref);
   r->task.co = NULL;
   r->task.co_ref = LUA_NOREF;
-  owl_buf_free(&r->body);
   r->head_live = 0;                         /* c->head goes to the next request */
-  luaL_unref(L, LUA_REGISTRYINDEX, r->ref);
-  r->ref = LUA_NOREF;
+  release(r);
   if (c != NULL) {
     r->conn = NULL;
     c->req = NULL;
@@ -692,6 +718,11 @@ void owl_req_detach (owl_req_t *r, int err) {
   r->conn = NULL;
   if (!r->body_done && r->read_err == 0)
     r->read_err = err;
+  if (!r->started) {                        /* no coroutine will end it */
+    r->finished = 1;
+    release(r);
+    return;
+  }
   if (r->finished)
     return;
   owl_req_cancel(r);
@@ -699,13 +730,6 @@ void owl_req_detach (owl_req_t *r, int err) {
     owl_task_resume(&r->task, 0);
 }
 /* }====== */
-
-
-static int req_gc (lua_State *L) {
-  owl_req_t *r = lua_touserdata(L, 1);
-  owl_buf_free(&r->body);
-  return 0;
-}
 
 
 static int req_tostring (lua_State *L) {
@@ -718,8 +742,6 @@ static int req_tostring (lua_State *L) {
 /* Creates the request metatable. */
 void owl_open_request (lua_State *L) {
   luaL_newmetatable(L, "owinlua.Request");
-  lua_pushcfunction(L, req_gc);
-  lua_setfield(L, -2, "__gc");
   lua_pushcfunction(L, req_tostring);
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
