@@ -45,7 +45,7 @@ LIBS = $(LUA_LIBS) $(UV_LIBS) $(Z_LIBS) -lm
 CODEC_SRCS = src/chunked.c src/ws.c src/ws_handshake.c src/codec_lua.c
 
 .PHONY: all deps browser-deps run test test-unit test-e2e test-browser install \
-        uninstall clean bench
+        uninstall clean bench bench-smoke
 
 all: deps owinlua
 
@@ -100,6 +100,14 @@ test-e2e: all browser-deps
 
 test-browser: all browser-deps
 	$(BUSTED) --lua=$(LUA) --run=e2e --tags=browser
+
+# Benchmarks against nginx + lua-nginx-module and Node's http (bench/run
+# installs wrk, nginx-light and libnginx-mod-http-lua when missing).
+bench: all
+	sh bench/run
+
+bench-smoke: all
+	sh bench/run --quick
 
 install: owinlua
 	$(INSTALL) -d $(DESTDIR)$(BINDIR)
