@@ -1092,6 +1092,9 @@ describe("owin.wsapi.handler: an owinlua app under a WSAPI host #unit", function
     tok:register(function() fired = true end)
     assert.is_false(fired)
     assert.is_false(env["host.OnAppDisposing"].cancelled)
+    tok:cancel()                      -- an app may still fire one itself
+    assert.is_true(tok.cancelled)
+    assert.is_true(fired)
   end)
 
   it("gives each request its own id", function()
