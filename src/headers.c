@@ -3,18 +3,24 @@
 ** assignment ignore case; a plain string is stored as a one-element array;
 ** pairs() yields every header once.
 **
-** A headers table is an empty proxy table whose metatable is HMT.  Its
-** entries live in a store table kept in the proxy under a light userdata key
-** (so raw access from Lua cannot reach it):
+** A headers table is an empty proxy table whose entries live in a store
+** table kept in the proxy under a light userdata key (so raw access from
+** Lua cannot reach it):
 **   proxy[&store_key]  = { [lowercase name] = { "v1", "v2" } }
 **   proxy[&names_key]  = { [lowercase name] = "Display-Name" }  (created lazily,
 **                        only for names spelled otherwise than by default)
-**   proxy[&canon_key]  = true: the default spelling is Canonical-Case
-**   proxy[&frozen_key] = true once the response headers were sent
+** Two flags are told by which of four metatables the proxy has (so that
+** reading them costs no lookup): CANON, the default spelling is
+** Canonical-Case, and FROZEN, the response headers were sent.  Each
+** metamethod is a closure over its metatable's flags.
 ** Request headers arrive with lowercase names (as HTTP/2 and Node do), and
 ** lowercase is their default spelling.  Response headers keep the spelling
 ** the app gave; their default is Canonical-Case, so the usual spellings
 ** ("Content-Type") cost no names table.
+**
+** The lowercase names the server itself looks at (owl_hname) are interned
+** once and kept referenced: the string of a store key is one of them exactly
+** when its pointer is.
 */
 
 #include <string.h>
@@ -25,9 +31,18 @@
 
 static const char store_key = 0;
 static const char names_key = 0;
-static const char canon_key = 0;
-static const char frozen_key = 0;
-static const char hmt_key = 0;
+static const char hmt_keys[4] = { 0 };    /* registry: metatable by flags */
+static const char flags_key = 0;          /* metatable[&flags_key] = flags */
+static const char hnames_key = 0;         /* registry: the interned names */
+
+enum { CANON = 1, FROZEN = 2 };
+
+#define FLAGS (lua_tointeger(L, lua_upvalueindex(1)))
+
+const char *owl_hname[OWL_HN_N];
+static const char *const hnames[OWL_HN_N] = {
+  "content-length", "transfer-encoding", "connection", "date", "server"
+};
 
 #define NAMEBUF 256
 
@@ -148,9 +163,9 @@ static int h_index (lua_State *L) {
 static int h_newindex (lua_State *L) {
   size_t len;
   const char *name = checkname(L, 2, &len);
-  if (pushslot(L, 1, &frozen_key) != LUA_TNIL)
+  int flags = (int)FLAGS;
+  if (flags & FROZEN)
     return luaL_error(L, "headers already sent: cannot set '%s'", name);
-  lua_pop(L, 1);
   int t = lua_type(L, 3);
   if (t == LUA_TSTRING || t == LUA_TNUMBER) {
     lua_createtable(L, 1, 0);
@@ -161,9 +176,11 @@ static int h_newindex (lua_State *L) {
     lua_replace(L, 3);
   }
   else if (t == LUA_TTABLE) {
-    lua_Integer n = luaL_len(L, 3);
+    int raw = !lua_getmetatable(L, 3);        /* a plain array: no __len, __index */
+    lua_settop(L, 3);
+    lua_Integer n = raw ? (lua_Integer)lua_rawlen(L, 3) : luaL_len(L, 3);
     for (lua_Integer i = 1; i <= n; i++) {
-      int vt = lua_geti(L, 3, i);
+      int vt = raw ? lua_rawgeti(L, 3, i) : lua_geti(L, 3, i);
       if (vt != LUA_TSTRING && vt != LUA_TNUMBER)
         return luaL_error(L, "value %d of header '%s' must be a string, got %s",
                           (int)i, name, luaL_typename(L, -1));
@@ -184,8 +201,7 @@ static int h_newindex (lua_State *L) {
   lua_pushvalue(L, 3);
   lua_rawset(L, -3);                          /* store[lname] = value */
   lua_pop(L, 1);
-  int canon = pushslot(L, 1, &canon_key) != LUA_TNIL;
-  lua_pop(L, 1);
+  int canon = flags & CANON;
   int hasnames = pushslot(L, 1, &names_key) == LUA_TTABLE;
   if (!isdefault(name, len, canon) && !lua_isnil(L, 3)) {
     if (!hasnames) {
@@ -231,21 +247,21 @@ static int h_next (lua_State *L) {
     }
     lua_pop(L, 1);
   }
-  if (pushslot(L, 1, &canon_key) != LUA_TNIL) {
+  if (FLAGS & CANON) {
     size_t n;
-    const char *lname = lua_tolstring(L, -3, &n);
+    const char *lname = lua_tolstring(L, -2, &n);
     luaL_Buffer b;
     owl_headers_canonical(luaL_buffinitsize(L, &b, n), lname, n);
     luaL_pushresultsize(&b, n);
-    lua_replace(L, -4);                       /* Canonical-Case instead */
+    lua_replace(L, -3);                       /* Canonical-Case instead */
   }
-  lua_pop(L, 1);
   return 2;
 }
 
 
+/* upvalue 2: h_next over the same flags */
 static int h_pairs (lua_State *L) {
-  lua_pushcfunction(L, h_next);
+  lua_pushvalue(L, lua_upvalueindex(2));
   lua_pushvalue(L, 1);
   lua_pushnil(L);
   return 3;
@@ -262,34 +278,39 @@ static int h_tostring (lua_State *L) {
 ** Pushes a new, empty headers table with room for narr names.
 */
 int owl_headers_new (lua_State *L, int narr, int canon) {
-  lua_createtable(L, 0, 4);                 /* store, names, canon, frozen */
+  lua_createtable(L, 0, 1);                 /* store (names when needed) */
   lua_createtable(L, 0, narr);
   lua_rawsetp(L, -2, &store_key);
-  if (canon) {
-    lua_pushboolean(L, 1);
-    lua_rawsetp(L, -2, &canon_key);
-  }
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &hmt_key);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &hmt_keys[canon ? CANON : 0]);
   lua_setmetatable(L, -2);
   return 1;
 }
 
 
-int owl_headers_is (lua_State *L, int idx) {
-  int ok = 0;
+/* The flags of the headers table at idx, or -1 if it is not one. */
+static int getflags (lua_State *L, int idx) {
+  int flags = -1;
   if (lua_getmetatable(L, idx)) {
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &hmt_key);
-    ok = lua_rawequal(L, -1, -2);
+    if (lua_rawgetp(L, -1, &flags_key) == LUA_TNUMBER)
+      flags = (int)lua_tointeger(L, -1);
     lua_pop(L, 2);
   }
-  return ok;
+  return flags;
+}
+
+
+int owl_headers_is (lua_State *L, int idx) {
+  return getflags(L, idx) >= 0;
 }
 
 
 void owl_headers_freeze (lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
-  lua_pushboolean(L, 1);
-  lua_rawsetp(L, idx, &frozen_key);
+  int flags = getflags(L, idx);
+  if (flags >= 0 && !(flags & FROZEN)) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &hmt_keys[flags | FROZEN]);
+    lua_setmetatable(L, idx);
+  }
 }
 
 
@@ -301,10 +322,10 @@ void owl_headers_store (lua_State *L, int idx) {
 }
 
 
-void owl_headers_rawget (lua_State *L, int idx, const char *lname, size_t len) {
+void owl_headers_rawget (lua_State *L, int idx, int which) {
   idx = lua_absindex(L, idx);
   pushslot(L, idx, &store_key);
-  lua_pushlstring(L, lname, len);
+  lua_pushstring(L, hnames[which]);         /* found by its address: no hashing */
   lua_rawget(L, -2);
   lua_remove(L, -2);
 }
@@ -362,21 +383,40 @@ static int l_headers (lua_State *L) {
 }
 
 
+/*
+** Creates the four metatables and interns the names of owl_hname; adds
+** headers() to the module table on top.
+*/
 void owl_open_headers (lua_State *L) {
   static const luaL_Reg meta[] = {
     {"__index", h_index},
     {"__newindex", h_newindex},
-    {"__pairs", h_pairs},
     {"__tostring", h_tostring},
     {NULL, NULL}
   };
-  lua_createtable(L, 0, 6);
-  luaL_setfuncs(L, meta, 0);
-  lua_pushliteral(L, "owinlua.Headers");
-  lua_setfield(L, -2, "__name");
-  lua_pushboolean(L, 0);
-  lua_setfield(L, -2, "__metatable");         /* getmetatable() hides it */
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &hmt_key);
+  for (int flags = 0; flags < 4; flags++) {
+    lua_createtable(L, 0, 7);
+    lua_pushinteger(L, flags);
+    luaL_setfuncs(L, meta, 1);                /* each over its flags */
+    lua_pushinteger(L, flags);
+    lua_pushinteger(L, flags);
+    lua_pushcclosure(L, h_next, 1);
+    lua_pushcclosure(L, h_pairs, 2);
+    lua_setfield(L, -2, "__pairs");
+    lua_pushliteral(L, "owinlua.Headers");
+    lua_setfield(L, -2, "__name");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");       /* getmetatable() hides it */
+    lua_pushinteger(L, flags);
+    lua_rawsetp(L, -2, &flags_key);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &hmt_keys[flags]);
+  }
+  lua_createtable(L, OWL_HN_N, 0);            /* keeps the names interned */
+  for (int i = 0; i < OWL_HN_N; i++) {
+    owl_hname[i] = lua_pushstring(L, hnames[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &hnames_key);
   lua_pushcfunction(L, l_headers);            /* module table is on top-1 */
   lua_setfield(L, -2, "headers");
 }

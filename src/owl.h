@@ -297,9 +297,14 @@ int owl_headers_is (lua_State *L, int idx);
 void owl_headers_freeze (lua_State *L, int idx);
 void owl_headers_store (lua_State *L, int idx);     /* pushes store, names */
 void owl_headers_from (lua_State *L, int idx);      /* pushes a copy */
-/* Pushes the values array (or nil) of header `lname` (lowercase) from the
+/* Lowercase header names the server looks at, interned at start-up and
+** kept referenced: a store key is one of them when its pointer is. */
+enum { OWL_HN_CONTENT_LENGTH, OWL_HN_TRANSFER_ENCODING, OWL_HN_CONNECTION,
+       OWL_HN_DATE, OWL_HN_SERVER, OWL_HN_N };
+extern const char *owl_hname[OWL_HN_N];
+/* Pushes the values array (or nil) of header owl_hname[which] from the
 ** headers table at idx. */
-void owl_headers_rawget (lua_State *L, int idx, const char *lname, size_t len);
+void owl_headers_rawget (lua_State *L, int idx, int which);
 /* Appends value to header lname at idx (table left unchanged on the stack). */
 void owl_headers_add (lua_State *L, int idx, const char *lname, size_t nlen,
                       const char *v, size_t vlen);

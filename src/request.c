@@ -269,10 +269,10 @@ void owl_req_commit (lua_State *L, owl_req_t *r) {
     return;
   }
   owl_headers_freeze(L, -1);
-  owl_headers_rawget(L, -1, "content-length", 14);
+  owl_headers_rawget(L, -1, OWL_HN_CONTENT_LENGTH);
   r->content_length = app_length(L);
   lua_pop(L, 1);
-  owl_headers_rawget(L, -1, "connection", 10);
+  owl_headers_rawget(L, -1, OWL_HN_CONNECTION);
   if (lua_istable(L, -1)) {
     lua_Integer n = luaL_len(L, -1);
     for (lua_Integer i = 1; i <= n; i++) {
@@ -320,59 +320,64 @@ void owl_req_serialize (lua_State *L, owl_req_t *r, int final) {
   append(L, b, reason, rl);
   append(L, b, "\r\n", 2);
   lua_pop(L, 1);
-  if (lua_getiuservalue(L, ri, UV_RESPH) == LUA_TNIL)
-    owl_headers_new(L, 0, 1);               /* none set: iterate nothing */
-  owl_headers_store(L, -1);                 /* store, names */
-  int names = lua_gettop(L), store = names - 1;
-  lua_pushnil(L);
-  while (lua_next(L, store)) {
-    size_t nl;
-    const char *lname = lua_tolstring(L, -2, &nl);
-    const char *name = lname;
-    if (ieq(lname, nl, "content-length") || ieq(lname, nl, "transfer-encoding") ||
-        ieq(lname, nl, "connection")) {
-      lua_pop(L, 1);                        /* framing is the server's */
-      continue;
-    }
-    if (ieq(lname, nl, "date"))
-      hasdate = 1;
-    else if (ieq(lname, nl, "server"))
-      hasserver = 1;
-    int spelled = 0;
-    if (lua_istable(L, names)) {
-      lua_pushvalue(L, -2);
-      if (lua_rawget(L, names) == LUA_TSTRING) {
-        name = lua_tolstring(L, -1, &nl);
-        spelled = 1;
+  if (lua_getiuservalue(L, ri, UV_RESPH) != LUA_TNIL) {
+    owl_headers_store(L, -1);               /* store, names */
+    int names = lua_gettop(L), store = names - 1;
+    lua_pushnil(L);
+    while (lua_next(L, store)) {
+      size_t nl;
+      const char *lname = lua_tolstring(L, -2, &nl);
+      const char *name = lname;
+      if (lname == owl_hname[OWL_HN_CONTENT_LENGTH] ||
+          lname == owl_hname[OWL_HN_TRANSFER_ENCODING] ||
+          lname == owl_hname[OWL_HN_CONNECTION]) {
+        lua_pop(L, 1);                      /* framing is the server's */
+        continue;
       }
-      lua_pop(L, 1);                        /* still anchored by names */
-    }
-    int vt = lua_type(L, -1);
-    lua_Integer n = vt == LUA_TTABLE ? (lua_Integer)lua_rawlen(L, -1) : 1;
-    for (lua_Integer i = 1; i <= n; i++) {
-      size_t vl;
-      if (vt == LUA_TTABLE)
-        lua_rawgeti(L, -1, i);
-      else
-        lua_pushvalue(L, -1);
-      const char *v = lua_tolstring(L, -1, &vl);
-      if (v == NULL)
-        luaL_error(L, "value of response header '%s' must be a string", name);
-      checkfield(L, name, v, vl);
-      if (spelled)
-        append(L, b, name, nl);
-      else {                                /* Canonical-Case by default */
-        if (owl_buf_reserve(b, nl))
+      if (lname == owl_hname[OWL_HN_DATE])
+        hasdate = 1;
+      else if (lname == owl_hname[OWL_HN_SERVER])
+        hasserver = 1;
+      int spelled = 0;
+      if (lua_istable(L, names)) {
+        lua_pushvalue(L, -2);
+        if (lua_rawget(L, names) == LUA_TSTRING) {
+          name = lua_tolstring(L, -1, &nl);
+          spelled = 1;
+        }
+        lua_pop(L, 1);                      /* still anchored by names */
+      }
+      int vt = lua_type(L, -1);
+      lua_Integer n = vt == LUA_TTABLE ? (lua_Integer)lua_rawlen(L, -1) : 1;
+      for (lua_Integer i = 1; i <= n; i++) {
+        size_t vl;
+        if (vt == LUA_TTABLE)
+          lua_rawgeti(L, -1, i);
+        else
+          lua_pushvalue(L, -1);
+        const char *v = lua_tolstring(L, -1, &vl);
+        if (v == NULL)
+          luaL_error(L, "value of response header '%s' must be a string", name);
+        checkfield(L, name, v, vl);
+        if (owl_buf_reserve(b, nl + vl + 4))
           luaL_error(L, "not enough memory");
-        owl_headers_canonical(b->base + b->len, name, nl);
-        b->len += nl;
+        char *w = b->base + b->len;
+        if (spelled)
+          memcpy(w, name, nl);
+        else                                /* Canonical-Case by default */
+          owl_headers_canonical(w, name, nl);
+        w += nl;
+        *w++ = ':';
+        *w++ = ' ';
+        memcpy(w, v, vl);
+        w += vl;
+        *w++ = '\r';
+        *w++ = '\n';
+        b->len = (size_t)(w - b->base);
+        lua_pop(L, 1);
       }
-      append(L, b, ": ", 2);
-      append(L, b, v, vl);
-      append(L, b, "\r\n", 2);
       lua_pop(L, 1);
     }
-    lua_pop(L, 1);
   }
   lua_settop(L, ri - 1);
   if (!hasdate) {
