@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "owl.h"
 #include "token.h"
@@ -923,7 +924,7 @@ static void conn_settle (owl_conn_t *c) {
     return;
   owl_req_t *r = c->req;
   if (r == NULL) {
-    if (c->close_after || (c->srv->stopping && c->in.len == 0)) {
+    if (c->close_after || (c->srv->stopping && c->in.len == 0 && c->nreq > 0)) {
       if (!c->writing && c->out.len == 0)
         conn_linger(c);
       return;
@@ -958,12 +959,18 @@ void owl_conn_request_done (owl_conn_t *c, int keep) {
 /* }====== */
 
 
-void owl_conn_accept (uv_stream_t *listener) {
-  owl_server_t *s = listener->data;
+/*
+** A new connection on s: fd >= 0 is a socket accepted by the caller (TCP),
+** else it is taken from listener with uv_accept.
+*/
+static void conn_new (owl_server_t *s, uv_stream_t *listener, uv_os_sock_t fd) {
   owl_conn_t *c = calloc(1, sizeof *c);
-  int pipe = listener->type == UV_NAMED_PIPE;
-  if (c == NULL)
+  int pipe = listener != NULL && listener->type == UV_NAMED_PIPE;
+  if (c == NULL) {
+    if (fd >= 0)
+      close(fd);
     return;
+  }
   if (settings.on_message_begin == NULL)
     init_settings();
   c->srv = s;
@@ -981,7 +988,9 @@ void owl_conn_accept (uv_stream_t *listener) {
     s->conns->prev = c;
   s->conns = c;
   s->nconns++;
-  if (uv_accept(listener, &c->h.stream)) {
+  if (fd >= 0 ? uv_tcp_open(&c->h.tcp, fd) : uv_accept(listener, &c->h.stream)) {
+    if (fd >= 0)
+      close(fd);
     owl_conn_close(c);
     return;
   }
@@ -992,9 +1001,21 @@ void owl_conn_accept (uv_stream_t *listener) {
   c->in_head = 1;
   c->last = '\n';
   c->keepalive = 1;
-  if (s->nconns - s->nlinger > s->opt.max_connections || s->stopping) {
+  if (s->nconns - s->nlinger > s->opt.max_connections) {
     static const char busy[] = "503 Service Unavailable: too many connections\n";
     owl_conn_canned(c, 503, NULL, busy, sizeof busy - 1, 1);
   }
+  else if (s->stopping)
+    c->keepalive = 0;               /* taken from the queue at shutdown: one answer */
   conn_settle(c);
+}
+
+
+void owl_conn_accept (uv_stream_t *listener) {
+  conn_new(listener->data, listener, -1);
+}
+
+
+void owl_conn_adopt (owl_server_t *s, uv_os_sock_t fd) {
+  conn_new(s, NULL, fd);
 }

@@ -140,6 +140,7 @@ struct owl_server {
   int disposing_ref;            /* host.OnAppDisposing token */
   int stopping;
   uv_timer_t grace_timer;
+  uv_timer_t idle_timer;         /* closes idle connections after a stop signal */
   uv_signal_t sigint, sigterm;
   char date[32];                /* "Sun, 06 Nov 1994 08:49:37 GMT" */
   owl_buf_t hbuf;               /* scratch for serializing response headers */
@@ -206,6 +207,8 @@ struct owl_conn {
 };
 
 void owl_conn_accept (uv_stream_t *listener);
+/* Serves fd, a TCP socket accepted outside libuv (the queue drained at shutdown). */
+void owl_conn_adopt (owl_server_t *s, uv_os_sock_t fd);
 void owl_conn_alloc (uv_handle_t *h, size_t size, uv_buf_t *buf);
 void owl_conn_read (uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 void owl_conn_timer (uv_timer_t *t);
@@ -340,9 +343,19 @@ void owl_token_fire (lua_State *L, int idx);
 /* Closes h if it is an owin.sleep timer; returns 1 then. */
 int owl_sleep_dispose (uv_handle_t *h);
 
-int owl_server_listen (owl_server_t *s, const char *spec, char *out, size_t outlen);
+#define OWL_LISTEN_REUSEPORT 1  /* SO_REUSEPORT before bind: a worker's socket */
+#define OWL_LISTEN_HOLD 2       /* bind, accept nothing: the master */
+#define OWL_LISTEN_FD 4         /* an inherited unix socket, "fd:N:unix:/path" */
+int owl_server_listen (owl_server_t *s, const char *spec, int flags,
+                       char *out, size_t outlen);
+int owl_server_listener_spec (owl_server_t *s, int i, char *out, size_t outlen);
+void owl_server_unlisten (owl_server_t *s, int drain);
 void owl_server_date (owl_server_t *s);
 void owl_server_conn_gone (owl_server_t *s);
+/* A graceful stop, as on SIGTERM (nothing if one is under way). */
+void owl_server_stop (owl_server_t *s);
+/* master.c: core.master, core.worker, core.worker_ready, core.cpus */
+void owl_open_master (lua_State *L);
 void owl_server_init (owl_server_t *s, lua_State *L);
 int luaopen_owin_core (lua_State *L);
 const char *owl_reason (int status);

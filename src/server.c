@@ -107,31 +107,8 @@ static void free_handle (uv_handle_t *h) {
 }
 
 
-/*
-** Binds and listens on spec ("host:port", "[v6]:port", "unix:/path"); writes
-** the address to print into out.  Returns 0 or a libuv error (negative), or
-** UV_EINVAL for a spec that cannot be parsed.
-*/
-int owl_server_listen (owl_server_t *s, const char *spec, char *out, size_t outlen) {
-  int err;
-  if (strncmp(spec, "unix:", 5) == 0) {
-    const char *path = spec + 5;
-    struct stat st;
-    uv_pipe_t *p = malloc(sizeof *p);
-    if (p == NULL)
-      return UV_ENOMEM;
-    if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-      unlink(path);                         /* a stale socket of an earlier run */
-    uv_pipe_init(s->loop, p, 0);
-    p->data = s;
-    if ((err = uv_pipe_bind(p, path)) || (err = uv_listen((uv_stream_t *)p,
-        s->opt.backlog, on_connection)) || (err = add_listener(s, (uv_stream_t *)p))) {
-      uv_close((uv_handle_t *)p, free_handle);
-      return err;
-    }
-    snprintf(out, outlen, "unix:%s", path);
-    return 0;
-  }
+/* Parses "host:port" or "[v6]:port" into addr; 0 or UV_EINVAL. */
+static int parse_tcp (const char *spec, struct sockaddr_storage *addr, int *v6) {
   char host[256];
   const char *colon = strrchr(spec, ':');
   if (colon == NULL || colon == spec || (size_t)(colon - spec) >= sizeof host)
@@ -142,49 +119,183 @@ int owl_server_listen (owl_server_t *s, const char *spec, char *out, size_t outl
   long port = strtol(colon + 1, &end, 10);
   if (*end || end == colon + 1 || port < 0 || port > 65535)
     return UV_EINVAL;
-  struct sockaddr_storage addr;
-  int v6 = host[0] == '[';
-  if (v6) {
+  *v6 = host[0] == '[';
+  if (*v6) {
     size_t hl = strlen(host);
     if (host[hl - 1] != ']')
       return UV_EINVAL;
     host[hl - 1] = 0;
-    err = uv_ip6_addr(host + 1, (int)port, (struct sockaddr_in6 *)&addr);
+    return uv_ip6_addr(host + 1, (int)port, (struct sockaddr_in6 *)addr) ? UV_EINVAL : 0;
   }
-  else
-    err = uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&addr);
-  if (err)
+  return uv_ip4_addr(host, (int)port, (struct sockaddr_in *)addr) ? UV_EINVAL : 0;
+}
+
+
+/* Writes the bound address of t as "host:port" / "[v6]:port". */
+static void tcp_name (uv_tcp_t *t, char *out, size_t outlen) {
+  struct sockaddr_storage bound;
+  char ip[64] = "?";
+  int len = sizeof bound;
+  uv_tcp_getsockname(t, (struct sockaddr *)&bound, &len);
+  if (bound.ss_family == AF_INET6) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&bound;
+    uv_ip6_name(a, ip, sizeof ip);
+    snprintf(out, outlen, "[%s]:%d", ip, ntohs(a->sin6_port));
+  }
+  else {
+    struct sockaddr_in *a = (struct sockaddr_in *)&bound;
+    uv_ip4_name(a, ip, sizeof ip);
+    snprintf(out, outlen, "%s:%d", ip, ntohs(a->sin_port));
+  }
+}
+
+
+/*
+** Binds and listens on spec ("host:port", "[v6]:port", "unix:/path"), or
+** with OWL_LISTEN_FD on the inherited listening socket "fd:N:unix:/path".
+** OWL_LISTEN_REUSEPORT sets SO_REUSEPORT before bind (a worker's own socket
+** in the group); OWL_LISTEN_HOLD binds but never accepts (the master, which
+** holds the port for its workers; a unix socket is listening already, for
+** the workers to inherit).  Writes the address to print into out.  Returns
+** 0 or a libuv error (negative), or UV_EINVAL for a spec that cannot be
+** parsed.
+*/
+int owl_server_listen (owl_server_t *s, const char *spec, int flags,
+                       char *out, size_t outlen) {
+  int err;
+  if ((flags & OWL_LISTEN_FD) || strncmp(spec, "unix:", 5) == 0) {
+    uv_pipe_t *p = malloc(sizeof *p);
+    if (p == NULL)
+      return UV_ENOMEM;
+    uv_pipe_init(s->loop, p, 0);
+    p->data = s;
+    if (flags & OWL_LISTEN_FD) {
+      char *end;
+      long fd = strtol(spec + 3, &end, 10);
+      if (strncmp(spec, "fd:", 3) != 0 || *end != ':' || fd < 0)
+        err = UV_EINVAL;
+      else
+        err = uv_pipe_open(p, (uv_file)fd);
+      spec = end + 1;
+    }
+    else {
+      const char *path = spec + 5;
+      struct stat st;
+      if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+        unlink(path);                       /* a stale socket of an earlier run */
+      err = uv_pipe_bind(p, path);
+    }
+    if (!err && (flags & OWL_LISTEN_HOLD)) {
+      uv_os_fd_t fd;
+      if ((err = uv_fileno((uv_handle_t *)p, &fd)) == 0 && listen(fd, s->opt.backlog) < 0)
+        err = uv_translate_sys_error(errno);
+    }
+    else if (!err)
+      err = uv_listen((uv_stream_t *)p, s->opt.backlog, on_connection);
+    if (err || (err = add_listener(s, (uv_stream_t *)p))) {
+      uv_close((uv_handle_t *)p, free_handle);
+      return err;
+    }
+    snprintf(out, outlen, "%s", spec);
+    return 0;
+  }
+  struct sockaddr_storage addr;
+  int v6;
+  if (parse_tcp(spec, &addr, &v6))
     return UV_EINVAL;
   uv_tcp_t *t = malloc(sizeof *t);
   if (t == NULL)
     return UV_ENOMEM;
-  uv_tcp_init(s->loop, t);
+  uv_tcp_init_ex(s->loop, t, v6 ? AF_INET6 : AF_INET);
   t->data = s;
-  if ((err = uv_tcp_bind(t, (struct sockaddr *)&addr, v6 ? UV_TCP_IPV6ONLY : 0)) ||
-      (err = uv_listen((uv_stream_t *)t, s->opt.backlog, on_connection)) ||
+  if (flags & (OWL_LISTEN_REUSEPORT | OWL_LISTEN_HOLD)) {
+    uv_os_fd_t fd;
+    int on = 1;
+    if ((err = uv_fileno((uv_handle_t *)t, &fd)) == 0 &&
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) < 0)
+      err = uv_translate_sys_error(errno);
+  }
+  else
+    err = 0;
+  if (err || (err = uv_tcp_bind(t, (struct sockaddr *)&addr, v6 ? UV_TCP_IPV6ONLY : 0)) ||
+      (!(flags & OWL_LISTEN_HOLD) &&
+       (err = uv_listen((uv_stream_t *)t, s->opt.backlog, on_connection))) ||
       (err = add_listener(s, (uv_stream_t *)t))) {
     uv_close((uv_handle_t *)t, free_handle);
     return err;
   }
-  struct sockaddr_storage bound;
-  int len = sizeof bound;
-  uv_tcp_getsockname(t, (struct sockaddr *)&bound, &len);
-  int bport = ntohs(v6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                       : ((struct sockaddr_in *)&bound)->sin_port);
-  if (v6)
-    snprintf(out, outlen, "http://[%s]:%d", host + 1, bport);
-  else
-    snprintf(out, outlen, "http://%s:%d", host, bport);
+  char name[80];
+  tcp_name(t, name, sizeof name);
+  snprintf(out, outlen, "http://%s", name);
   return 0;
+}
+
+
+/*
+** Names listener i for a worker: "host:port" with the bound port (returns
+** -1: the worker binds its own socket), or "unix:/path" (returns the
+** descriptor, which the worker inherits); -2 on failure.  For the master.
+*/
+int owl_server_listener_spec (owl_server_t *s, int i, char *out, size_t outlen) {
+  uv_stream_t *l = s->listeners[i];
+  if (l->type == UV_TCP) {
+    tcp_name((uv_tcp_t *)l, out, outlen);
+    return -1;
+  }
+  uv_os_fd_t fd;
+  char path[256];
+  size_t plen = sizeof path;
+  if (uv_fileno((uv_handle_t *)l, &fd) || uv_pipe_getsockname((uv_pipe_t *)l, path, &plen))
+    return -2;
+  snprintf(out, outlen, "unix:%.*s", (int)plen, path);
+  return fd;
+}
+
+
+/*
+** Takes the connections waiting in the accept queue of a TCP listener that
+** is about to close: with SO_REUSEPORT the kernel queued them for this
+** process alone, and closing the socket would reset them.
+*/
+static void drain_queue (owl_server_t *s, uv_stream_t *l) {
+  uv_os_fd_t fd;
+  if (l->type != UV_TCP || uv_fileno((uv_handle_t *)l, &fd))
+    return;
+  for (;;) {
+    int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (c >= 0)
+      owl_conn_adopt(s, c);
+    else if (errno != EINTR && errno != ECONNABORTED)
+      break;
+  }
+}
+
+
+/* Closes every listener; drain: serve what waits in their accept queues. */
+void owl_server_unlisten (owl_server_t *s, int drain) {
+  for (int i = 0; i < s->nlisteners; i++) {
+    if (drain)
+      drain_queue(s, s->listeners[i]);
+    uv_close((uv_handle_t *)s->listeners[i], free_handle);
+  }
+  s->nlisteners = 0;
 }
 /* }====== */
 
 
 /* {====== graceful shutdown */
 
+/* After a stop signal, an idle keep-alive connection is kept this long (at
+** most the graceful timeout) so that a request already on its way is still
+** answered (with Connection: close) rather than cut. */
+#define IDLE_GRACE_MS 200
+
+
 static void finish (owl_server_t *s) {
-  if (!uv_is_closing((uv_handle_t *)&s->grace_timer))
+  if (!uv_is_closing((uv_handle_t *)&s->grace_timer)) {
     uv_close((uv_handle_t *)&s->grace_timer, NULL);
+    uv_close((uv_handle_t *)&s->idle_timer, NULL);
+  }
   if (!uv_is_closing((uv_handle_t *)&s->sigint)) {
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
@@ -200,6 +311,23 @@ static void finish (owl_server_t *s) {
 void owl_server_conn_gone (owl_server_t *s) {
   if (s->stopping && s->nconns == 0)
     finish(s);
+}
+
+
+static int conn_idle (owl_conn_t *c) {
+  return c->req == NULL && c->ws == NULL && !c->got_bytes && owl_conn_pending(c) == 0;
+}
+
+
+static void on_idle_grace (uv_timer_t *t) {
+  owl_server_t *s = t->data;
+  owl_conn_t *next;
+  for (owl_conn_t *c = s->conns; c != NULL; c = next) {
+    next = c->next;
+    if (conn_idle(c))
+      owl_conn_close(c);
+  }
+  owl_server_conn_gone(s);
 }
 
 
@@ -222,22 +350,26 @@ static void begin_shutdown (owl_server_t *s) {
     return;
   }
   s->stopping = 1;
-  for (int i = 0; i < s->nlisteners; i++)
-    uv_close((uv_handle_t *)s->listeners[i], free_handle);
-  s->nlisteners = 0;
+  owl_server_unlisten(s, 1);
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->disposing_ref);
   owl_token_fire(L, -1);
   lua_pop(L, 1);
   for (owl_conn_t *c = s->conns; c != NULL; c = c->next) {
     if (c->ws != NULL)
       owl_wsock_shutdown(c->ws);            /* close 1001, CallCancelled */
-    else if (c->req == NULL && owl_conn_pending(c) == 0)
-      owl_conn_close(c);
     else
-      c->keepalive = 0;
+      c->keepalive = 0;                     /* idle ones: see on_idle_grace */
   }
   uv_timer_start(&s->grace_timer, on_grace, s->opt.graceful_timeout, 0);
+  uv_timer_start(&s->idle_timer, on_idle_grace, s->opt.graceful_timeout < IDLE_GRACE_MS
+                 ? s->opt.graceful_timeout : IDLE_GRACE_MS, 0);
   owl_server_conn_gone(s);
+}
+
+
+void owl_server_stop (owl_server_t *s) {
+  if (!s->stopping && s->app_ref != LUA_NOREF)
+    begin_shutdown(s);
 }
 
 
@@ -289,11 +421,20 @@ static int l_configure (lua_State *L) {
 }
 
 
-/* core.listen(spec) -> address, or nil, err */
+/*
+** core.listen(spec [, mode]) -> address, or nil, err.  mode: "reuseport" (a
+** worker's own socket; "fd:N:unix:/path" takes an inherited unix socket) or
+** "hold" (the master: bind, accept nothing).
+*/
 static int l_listen (lua_State *L) {
+  static const char *const modes[] = { "plain", "reuseport", "hold", NULL };
+  static const int flags[] = { 0, OWL_LISTEN_REUSEPORT, OWL_LISTEN_HOLD };
   char out[300];
   const char *spec = luaL_checkstring(L, 1);
-  int err = owl_server_listen(&owl_srv, spec, out, sizeof out);
+  int f = flags[luaL_checkoption(L, 2, "plain", modes)];
+  if (f == OWL_LISTEN_REUSEPORT && strncmp(spec, "fd:", 3) == 0)
+    f = OWL_LISTEN_FD;
+  int err = owl_server_listen(&owl_srv, spec, f, out, sizeof out);
   if (err == UV_EINVAL && strncmp(spec, "unix:", 5) != 0) {
     lua_pushnil(L);
     lua_pushfstring(L, "invalid listen address '%s' (expected host:port, "
@@ -351,6 +492,7 @@ int luaopen_owin_core (lua_State *L) {
   owl_open_websocket(L);
   owl_open_upgrade(L);
   owl_open_fs(L);
+  owl_open_master(L);
   owl_token_new(L);
   lua_pushvalue(L, -1);
   s->disposing_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -388,7 +530,8 @@ void owl_server_init (owl_server_t *s, lua_State *L) {
   ** loop runs (while the app loads, right after the "listening" lines) is
   ** handled when it does, as a graceful stop. */
   uv_timer_init(s->loop, &s->grace_timer);
-  s->grace_timer.data = s;
+  uv_timer_init(s->loop, &s->idle_timer);
+  s->grace_timer.data = s->idle_timer.data = s;
   uv_signal_init(s->loop, &s->sigint);
   uv_signal_init(s->loop, &s->sigterm);
   s->sigint.data = s->sigterm.data = s;

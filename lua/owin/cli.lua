@@ -38,6 +38,14 @@ local OPTIONS = {
   { "ws-compression", nil, "flag", true,
     "accept permessage-deflate (RFC 7692) when a client offers it;\n" ..
     "--no-ws-compression turns it off" },
+  { "workers", "N", "workers", 1,
+    "worker processes; more than 1 (or auto: one per CPU) starts a master that\n" ..
+    "binds the listeners and supervises the workers, each accepting on its own\n" ..
+    "SO_REUSEPORT socket; SIGHUP restarts them one at a time (reloading the app),\n" ..
+    "SIGTTIN/SIGTTOU add/remove one" },
+  { "reload", nil, "flag", false,
+    "development: restart the workers when a .lua file under the app's\n" ..
+    "directory changes; code that fails to load leaves the old workers serving" },
   { "server-header", "NAME", "string", "owinlua", "value of the Server header; empty leaves it out" },
   { "log-level", "LEVEL", "level", "info", "owin.log threshold: debug, info, warn or error" },
   { "dev", nil, "flag", false, "development mode: tracebacks in 500 responses" },
@@ -80,6 +88,14 @@ local function convert(o, text)
     local n = tonumber(text)
     if not n or n < 0 then
       return nil, string.format("--%s expects a number of seconds, got '%s'", name, text)
+    end
+    return n
+  elseif kind == "workers" then
+    local t = tostring(text):lower()
+    if t == "auto" then return "auto" end
+    local n = math.tointeger(tonumber(t))
+    if not n or n < 1 or n > 512 then
+      return nil, string.format("--%s expects a number from 1 to 512 or auto, got '%s'", name, text)
     end
     return n
   elseif kind == "level" then
@@ -196,6 +212,7 @@ function M.usage()
   lines[#lines + 1] = ""
   lines[#lines + 1] = "SIZE takes a byte count or a k, m or g suffix (KiB, MiB, GiB)."
   lines[#lines + 1] = "SIGINT/SIGTERM stop gracefully; a second signal stops at once."
+  lines[#lines + 1] = "A worker sees OWINLUA_WORKER_ID (1, 2, ...) in its environment."
   return table.concat(lines, "\n") .. "\n"
 end
 
@@ -265,20 +282,47 @@ function M.main(argv)
     ws_close_timeout = opts["ws-close-timeout"],
     ws_deflate = opts["ws-compression"],
   })
+  local worker_id, worker_specs = core.worker()
+  local workers = opts.workers == "auto" and core.cpus() or opts.workers
+  if not worker_id and not opts.check and (workers > 1 or opts.reload) then
+    return M.master(opts, app_path, workers, argv, core)
+  end
   local app, err = M.load_app(app_path)
   if not app then return fail(1, "%s", err) end
   if opts.check then
     io.stdout:write(app_path, ": ok\n")
     return 0
   end
+  for _, spec in ipairs(worker_specs or opts.listen) do
+    local addr, lerr = core.listen(spec, worker_id and "reuseport" or nil)
+    if not addr then return fail(1, "%s", lerr) end
+    if not worker_id then io.stdout:write("listening on ", addr, "\n") end
+  end
+  io.stdout:flush()
+  if worker_id then core.worker_ready() end
+  core.run(app)
+  return 0
+end
+
+-- The master of --workers/--reload: binds, prints the addresses, starts and
+-- supervises the workers (src/master.c); returns the exit code.  It never
+-- loads the app: the workers do.
+function M.master(opts, app_path, workers, argv, core)
+  local f = io.open(app_path, "r")
+  if not f then return fail(1, "cannot open app script '%s'", app_path) end
+  f:close()
   for _, spec in ipairs(opts.listen) do
-    local addr, lerr = core.listen(spec)
+    local addr, lerr = core.listen(spec, "hold")
     if not addr then return fail(1, "%s", lerr) end
     io.stdout:write("listening on ", addr, "\n")
   end
   io.stdout:flush()
-  core.run(app)
-  return 0
+  return core.master({
+    workers = workers,
+    argv = argv,
+    reload = opts.reload and (app_path:match("^(.*)/[^/]*$") or ".") or nil,
+    quiet = opts["log-level"] == "warn" or opts["log-level"] == "error",
+  })
 end
 
 M.OPTIONS = OPTIONS

@@ -10,7 +10,7 @@ local K, M, G = 1024, 1024 * 1024, 1024 * 1024 * 1024
 
 -- A value of each option kind that differs from every default.
 local SAMPLE = { list = "h:1", size = "3k", int = "3", seconds = "3",
-                 level = "debug", string = "s", flag = "1" }
+                 level = "debug", string = "s", flag = "1", workers = "3" }
 
 -- A value of option o's kind that differs from its default.
 local function sample(o)
@@ -264,6 +264,31 @@ describe("owin.cli.parse #unit", function()
 
     it("read os.getenv when no getenv is given", function()
       assert.is_table((cli.parse({ "--max-body", "1k" })))
+    end)
+  end)
+
+  describe("--workers and --reload", function()
+    it("default to one process without reloading", function()
+      local opts = parse({})
+      assert.are.equal(1, opts.workers)
+      assert.is_false(opts.reload)
+    end)
+
+    it("take a count, auto, or OWINLUA_WORKERS", function()
+      assert.are.equal(4, parse({ "--workers", "4" }).workers)
+      assert.are.equal("auto", parse({ "--workers=auto" }).workers)
+      assert.are.equal("auto", parse({ "--workers", "AUTO" }).workers)
+      assert.are.equal(3, parse({}, { OWINLUA_WORKERS = "3" }).workers)
+      assert.is_true(parse({ "--reload" }).reload)
+      assert.is_true(parse({}, { OWINLUA_RELOAD = "1" }).reload)
+    end)
+
+    it("refuse counts below 1 or above 512, and words", function()
+      for _, bad in ipairs({ "0", "-1", "513", "many", "1.5", "" }) do
+        local err = parse_error({ "--workers", bad })
+        assert.matches("--workers expects a number from 1 to 512 or auto", err, 1, true)
+      end
+      assert.matches("OWINLUA_WORKERS", parse_error({}, { OWINLUA_WORKERS = "x" }), 1, true)
     end)
   end)
 
