@@ -45,6 +45,19 @@ local function wait_workers(srv, n)
   return pids
 end
 
+-- n workers that all answer (their app is loaded) -> their pids
+local function wait_ready(srv, n)
+  local pids = wait_workers(srv, n)
+  local seen, count = {}, 0
+  assert.truthy(server.eventually(function()
+    local ok, res = pcall(http.get, srv.port, "/")
+    local pid = ok and res.status == 200 and tonumber(res.body:match("^(%d+)"))
+    if pid and not seen[pid] then seen[pid] = true; count = count + 1 end
+    return count == n
+  end, 15), "not every worker answers")
+  return pids
+end
+
 -- Which worker answers a request on a new connection: pid, id.
 local function who(port, path)
   local res = http.get(port, path or "/")
@@ -162,7 +175,7 @@ describe("#e2e --workers", function()
 
   it("replaces a worker killed with SIGKILL, while serving under load", function()
     local srv = cleanup.server(APP, { "--workers", "2" })
-    local before = wait_workers(srv, 2)
+    local before = wait_ready(srv, 2)
     local done = wrk(srv.port, 3)
     socket.sleep(1)
     os.execute("kill -9 " .. before[1])
@@ -183,7 +196,7 @@ describe("#e2e --workers", function()
 
   it("restarts every worker on SIGHUP without failing a request under wrk", function()
     local srv = cleanup.server(APP, { "--workers", "2" })
-    local before = set(wait_workers(srv, 2))
+    local before = set(wait_ready(srv, 2))
     local done = wrk(srv.port, 4, 20)
     socket.sleep(1)
     srv:signal("HUP")
@@ -200,20 +213,26 @@ describe("#e2e --workers", function()
   end)
 
   it("keeps the old workers serving when SIGHUP finds an app that no longer loads", function()
-    local dir = tempdir({ ["app.lua"] = RELOAD_APP, ["lib/msg.lua"] = 'return "one"' })
+    local dir = tempdir({ ["app.lua"] = [[
+local msg = require("lib.msg")
+local f = assert(io.open("/proc/self/stat"))
+local pid = f:read("n")
+f:close()
+app.run(function(env) env["owin.ResponseBody"]:write(pid .. " " .. msg) end)
+]], ["lib/msg.lua"] = 'return "one"' })
     local srv = cleanup.server(dir .. "/app.lua", { "--workers", "2" })
-    local before = wait_workers(srv, 2)
-    assert.equal("one", body(srv.port))
+    local before = wait_ready(srv, 2)
+    assert.matches("^%d+ one$", body(srv.port))
     write(dir .. "/lib/msg.lua", "return (")    -- a syntax error
     srv:signal("HUP")
     assert.truthy(server.eventually(function()
       return srv:stderr():find("restart abandoned", 1, true)
     end, 15))
     assert.same(before, children(srv.pid))
-    for _ = 1, 5 do assert.equal("one", body(srv.port)) end
+    for _ = 1, 5 do assert.matches("^%d+ one$", body(srv.port)) end
     write(dir .. "/lib/msg.lua", 'return "two"')
     srv:signal("HUP")
-    assert.truthy(server.eventually(function() return body(srv.port) == "two" end, 15))
+    assert.truthy(server.eventually(function() return (body(srv.port) or ""):match(" two$") end, 15))
     assert.truthy(server.eventually(function()
       local now = children(srv.pid)
       return #now == 2 and not set(now)[before[1]] and not set(now)[before[2]]
@@ -249,7 +268,7 @@ describe("#e2e --workers", function()
 
   it("stops gracefully on SIGTERM: a request in flight completes, exit 0", function()
     local srv = server.start(APP, { "--workers", "2" })
-    local pids = wait_workers(srv, 2)
+    local pids = wait_ready(srv, 2)
     local c = assert(http.connect(srv.port))
     c:send("GET /slow?s=0.6 HTTP/1.1\r\nHost: h\r\n\r\n")
     socket.sleep(0.2)
