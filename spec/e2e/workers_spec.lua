@@ -27,13 +27,7 @@ local function children(pid)
   return out
 end
 
-local function alive(pid)
-  local f = io.open("/proc/" .. pid .. "/stat")
-  if not f then return false end
-  local state = f:read("a"):match("^%d+ %b() (%a)")
-  f:close()
-  return state ~= "Z"
-end
+local alive = server.alive
 
 -- n workers, all ready (each answered) -> their pids
 local function wait_workers(srv, n)

@@ -42,6 +42,8 @@ local function alive(pid)
   return state ~= nil and state ~= "Z"
 end
 
+M.alive = alive
+
 local function sleep(s)
   os.execute("sleep " .. s)
 end
