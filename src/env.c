@@ -21,21 +21,21 @@
 
 
 static const char *const keynames[] = {
-  NULL, "owin.RequestScheme", "owin.RequestMethod", "owin.RequestPathBase",
-  "owin.RequestPath", "owin.RequestQueryString", "owin.RequestProtocol",
-  "owin.ResponseBody", "owin.Version",
+  NULL, "owin.RequestMethod", "owin.RequestPath", "owin.RequestQueryString",
+  "owin.ResponseBody",
+  "owin.RequestScheme", "owin.RequestPathBase", "owin.RequestProtocol",
+  "owin.Version",
   "owin.ResponseStatusCode", "owin.ResponseReasonPhrase", "owin.ResponseHeaders",
   "owin.RequestHeaders", "owin.RequestBody",
   "owin.RequestId", "owin.CallCancelled", "server.RemoteIpAddress",
   "server.RemotePort", "server.LocalIpAddress", "server.LocalPort",
   "server.IsLocal", "server.OnSendingHeaders", "host.OnAppDisposing",
-  "sendfile.SendAsync",
-  "http", "HTTP/1.1", "HTTP/1.0", "", "1.0"
+  "sendfile.SendAsync"
 };
 
 
 static owl_req_t *checkreq (lua_State *L, int idx) {
-  return luaL_checkudata(L, idx, "owinlua.Request");
+  return luaL_checkudata(L, idx, OWL_REQ_T);
 }
 
 
@@ -170,6 +170,21 @@ static void pushvirtual (lua_State *L, owl_req_t *r, int id, int key) {
   lua_rawgetp(L, 1, &owl_req_key);
   int ri = lua_gettop(L);
   switch (id) {
+    case K_SCHEME:
+      lua_pushliteral(L, "http");
+      break;
+    case K_PATHBASE:
+      lua_pushliteral(L, "");
+      break;
+    case K_PROTOCOL:
+      if (r->http_minor == 0)
+        lua_pushliteral(L, "HTTP/1.0");
+      else
+        lua_pushliteral(L, "HTTP/1.1");
+      break;
+    case K_VERSION:
+      lua_pushliteral(L, "1.0");
+      break;
     case K_STATUS:
       lua_pushinteger(L, r->status);
       break;
@@ -218,7 +233,7 @@ static void pushvirtual (lua_State *L, owl_req_t *r, int id, int key) {
         else if (id == K_REQBODY) {
           lua_pushvalue(L, key);
           lua_pushvalue(L, ri);
-          owl_stream_push(L, r, 0);
+          owl_stream_push(L, r);
           lua_remove(L, -2);
           lua_rawset(L, t);
         }
@@ -335,7 +350,7 @@ static int env_next (lua_State *L) {
     if (lua_rawget(L, lua_upvalueindex(1)) == LUA_TNUMBER)
       id = (int)lua_tointeger(L, -1);
     lua_pop(L, 1);
-    if (id >= K_STATUS) {
+    if (id >= K_FIRSTV) {
       lua_pushvalue(L, 2);
       if (lua_rawget(L, 1) != LUA_TNIL)
         id = 0;                             /* a lazy key already stored */
@@ -351,13 +366,13 @@ static int env_next (lua_State *L) {
         return 2;
       lua_pop(L, 1);                        /* skip the hidden request slot */
     }
-    id = K_STATUS - 1;
+    id = K_FIRSTV - 1;
   }
   owl_req_t *r = envreq(L, 1);
   for (id = id + 1; r != NULL && id <= K_LAST; id++) {
     lua_rawgeti(L, lua_upvalueindex(2), id);  /* key */
     lua_pushvalue(L, -1);
-    if (id > K_RESPHEADERS && lua_rawget(L, 1) != LUA_TNIL) {
+    if ((id < K_STATUS || id > K_RESPHEADERS) && lua_rawget(L, 1) != LUA_TNIL) {
       lua_pop(L, 2);
       continue;                             /* listed with the raw keys */
     }
@@ -426,8 +441,8 @@ static int l_keys (lua_State *L) {
 */
 void owl_open_env (lua_State *L) {
   owl_server_t *s = &owl_srv;
-  lua_createtable(L, V_NKEYS, 0);
-  for (int i = 1; i <= V_NKEYS; i++) {
+  lua_createtable(L, K_LAST, 0);
+  for (int i = 1; i <= K_LAST; i++) {
     lua_pushstring(L, keynames[i]);
     lua_rawseti(L, -2, i);
   }
@@ -435,7 +450,7 @@ void owl_open_env (lua_State *L) {
   lua_pushvalue(L, K);
   s->keys_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_createtable(L, 0, K_LAST);            /* key -> id for virtual/lazy */
-  for (int i = K_STATUS; i <= K_LAST; i++) {
+  for (int i = K_FIRSTV; i <= K_LAST; i++) {
     lua_rawgeti(L, K, i);
     lua_pushinteger(L, i);
     lua_rawset(L, -3);

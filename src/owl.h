@@ -333,7 +333,8 @@ void owl_upgrade_env (lua_State *L, owl_conn_t *c, int env, int ri);
 int owl_upgrade_run (lua_State *L, owl_req_t *r);
 void owl_upgrade_end (lua_State *L, owl_req_t *r, unsigned code);
 void owl_open_upgrade (lua_State *L);
-void owl_stream_push (lua_State *L, owl_req_t *r, int output);
+/* Pushes an input stream of r, whose userdata is on top. */
+void owl_stream_push (lua_State *L, owl_req_t *r);
 
 void owl_open_runtime (lua_State *L);
 void owl_newclass (lua_State *L, const char *name, const luaL_Reg *methods,

@@ -24,13 +24,9 @@
 
 
 const char owl_req_key = 0;         /* env[&owl_req_key] = request userdata */
+const char owl_req_mt = 0;          /* registry[&owl_req_mt]: its metatable */
 
 
-
-
-static owl_req_t *checkreq (lua_State *L, int idx) {
-  return luaL_checkudata(L, idx, "owinlua.Request");
-}
 
 
 /* {====== building the env */
@@ -119,31 +115,24 @@ static int begin (lua_State *L) {
   r->method = (uint8_t)llhttp_get_method(&c->parser);
   r->http_minor = llhttp_get_http_minor(&c->parser);
   r->is_head = r->method == HTTP_HEAD;
-  luaL_setmetatable(L, "owinlua.Request");
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &owl_req_mt);
+  lua_setmetatable(L, -2);
   int ri = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->keys_ref);
   int K = lua_gettop(L);
-  lua_createtable(L, 0, 12);
+  lua_createtable(L, 0, 5);                 /* the request slot, 4 keys */
   int env = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->env_mt_ref);
   lua_setmetatable(L, env);
   lua_pushvalue(L, ri);
   lua_rawsetp(L, env, &owl_req_key);
 #define SETK(k) (lua_rawgeti(L, K, (k)), lua_insert(L, -2), lua_rawset(L, env))
-  lua_rawgeti(L, K, V_HTTP);
-  SETK(K_SCHEME);
   lua_pushstring(L, llhttp_method_name((llhttp_method_t)r->method));
   SETK(K_METHOD);
-  lua_rawgeti(L, K, V_EMPTY);
-  SETK(K_PATHBASE);
   pushtarget(L, head + f[0], f[1]);   /* path, query */
   SETK(K_QUERY);
   SETK(K_PATH);
-  lua_rawgeti(L, K, r->http_minor == 0 ? V_HTTP10 : V_HTTP11);
-  SETK(K_PROTOCOL);
-  lua_rawgeti(L, K, V_V10);
-  SETK(K_VERSION);
-  owl_stream_push(L, r, 1);
+  lua_pushvalue(L, ri);                     /* the request is the body stream */
   SETK(K_RESPBODY);
   lua_pushvalue(L, env);
   lua_setiuservalue(L, ri, UV_ENV);
@@ -737,17 +726,8 @@ void owl_req_detach (owl_req_t *r, int err) {
 /* }====== */
 
 
-static int req_tostring (lua_State *L) {
-  owl_req_t *r = checkreq(L, 1);
-  lua_pushfstring(L, "owinlua.Request: %d", (int)r->id);
-  return 1;
-}
-
-
-/* Creates the request metatable. */
+/* The request's metatable is the output stream's (stream.c). */
 void owl_open_request (lua_State *L) {
-  luaL_newmetatable(L, "owinlua.Request");
-  lua_pushcfunction(L, req_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
+  luaL_getmetatable(L, OWL_REQ_T);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &owl_req_mt);
 }

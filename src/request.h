@@ -19,23 +19,29 @@
 #define UV_UPGRADE 7   /* { params, callback } of websocket.Accept/opaque.Upgrade */
 #define NUV        7
 
+/* The request userdata is also the env's owin.ResponseBody: one object. */
+#define OWL_REQ_T "owinlua.OutputStream"
+
 /* indexes into the keys array (srv->keys_ref) */
 enum {
-  K_SCHEME = 1, K_METHOD, K_PATHBASE, K_PATH, K_QUERY, K_PROTOCOL,
-  K_RESPBODY, K_VERSION,
+  /* stored in the env when it is made */
+  K_METHOD = 1, K_PATH, K_QUERY, K_RESPBODY,
+  /* constants: answered by __index until the app stores a value */
+  K_SCHEME, K_PATHBASE, K_PROTOCOL, K_VERSION,
   /* virtual: kept in the request */
   K_STATUS, K_REASON, K_RESPHEADERS,
   /* lazy: made on first access */
   K_REQHEADERS, K_REQBODY, K_REQID, K_CANCEL, K_REMOTEIP, K_REMOTEPORT,
   K_LOCALIP, K_LOCALPORT, K_ISLOCAL, K_ONSENDING, K_DISPOSING, K_SENDFILE,
   K_LAST = K_SENDFILE,
-  /* values */
-  V_HTTP, V_HTTP11, V_HTTP10, V_EMPTY, V_V10, V_NKEYS = V_V10
+  K_FIRSTV = K_SCHEME           /* the first key not stored at first */
 };
 
 
 /* env[&owl_req_key] holds the request userdata */
 extern const char owl_req_key;
+/* registry[&owl_req_mt] is the request's metatable (OWL_REQ_T) */
+extern const char owl_req_mt;
 
 /* env.c: [request(light)] -> (): makes owin.RequestHeaders while the head
 ** is still in the connection (a lua_CFunction, run protected). */

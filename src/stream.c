@@ -1,8 +1,10 @@
 /*
 ** owin.RequestBody and owin.ResponseBody: C objects shaped like Lua's file
-** handles.  A stream is a userdata holding a pointer to its request; its
-** user value is the request userdata, which keeps the pointer valid for as
-** long as the stream lives.
+** handles.  The output stream is the request userdata itself (its
+** metatable is OUT_T), so a request costs no second object.  An input
+** stream is a userdata holding a pointer to its request; its user value is
+** the request userdata, which keeps the pointer valid for as long as the
+** stream lives.
 **
 ** Waiting (a read with no bytes yet, a write above the high-water mark)
 ** yields the request's coroutine; the loop resumes it with no values and
@@ -17,9 +19,10 @@
 #include <string.h>
 
 #include "owl.h"
+#include "request.h"
 
 #define IN_T "owinlua.InputStream"
-#define OUT_T "owinlua.OutputStream"
+#define OUT_T OWL_REQ_T
 #define READ_ALL ((lua_KContext)-1)
 #define CHUNK OWL_BODY_HIGH
 
@@ -29,10 +32,11 @@ typedef struct owl_stream {
 } owl_stream_t;
 
 
-void owl_stream_push (lua_State *L, owl_req_t *r, int output) {
+/* Pushes an input stream of r, whose userdata is on top. */
+void owl_stream_push (lua_State *L, owl_req_t *r) {
   owl_stream_t *s = lua_newuserdatauv(L, sizeof *s, 1);
   s->r = r;
-  luaL_setmetatable(L, output ? OUT_T : IN_T);
+  luaL_setmetatable(L, IN_T);
   lua_pushvalue(L, -2);                     /* the request userdata is below */
   lua_setiuservalue(L, -2, 1);
 }
@@ -43,6 +47,23 @@ static owl_req_t *checkstream (lua_State *L, int idx, const char *tname) {
   if (s->r->finished)
     luaL_error(L, "%s used after its response finished", tname + 8);
   return s->r;
+}
+
+
+/*
+** The output stream at 1, which is its request.  Upvalue 1 of the output
+** methods is OUT_T's metatable: the check costs no registry lookup.
+*/
+static owl_req_t *checkout (lua_State *L) {
+  owl_req_t *r = lua_touserdata(L, 1);
+  if (r == NULL || !lua_getmetatable(L, 1) ||
+      !lua_rawequal(L, -1, lua_upvalueindex(1)))
+    r = luaL_checkudata(L, 1, OUT_T);       /* raises the usual message */
+  else
+    lua_pop(L, 1);
+  if (r->finished)
+    luaL_error(L, "%s used after its response finished", OUT_T + 8);
+  return r;
 }
 
 
@@ -176,7 +197,7 @@ static int in_chunks (lua_State *L) {
 /* {====== output */
 
 static int drained_k (lua_State *L, int status, lua_KContext ctx) {
-  owl_req_t *r = checkstream(L, 1, OUT_T);
+  owl_req_t *r = checkout(L);
   (void)status;
   (void)ctx;
   if (r->conn == NULL)
@@ -206,7 +227,7 @@ static int backpressure (lua_State *L, owl_req_t *r) {
 
 /* body:write(...) -> body, or nil, err, code */
 static int out_write (lua_State *L) {
-  owl_req_t *r = checkstream(L, 1, OUT_T);
+  owl_req_t *r = checkout(L);
   int n = lua_gettop(L);
   for (int i = 2; i <= n; i++) {
     size_t len;
@@ -228,7 +249,7 @@ static int out_write (lua_State *L) {
 
 /* body:flush() -> body: sends what is buffered now. */
 static int out_flush (lua_State *L) {
-  owl_req_t *r = checkstream(L, 1, OUT_T);
+  owl_req_t *r = checkout(L);
   owl_req_commit(L, r);
   if (r->conn == NULL)
     return failure(L, UV_EPIPE, "client closed the connection");
@@ -242,10 +263,16 @@ static int out_flush (lua_State *L) {
 /* }====== */
 
 
-static int s_tostring (lua_State *L) {
+static int in_tostring (lua_State *L) {
   owl_stream_t *s = lua_touserdata(L, 1);
-  luaL_getmetafield(L, 1, "__name");
-  lua_pushfstring(L, "%s (request %d)", lua_tostring(L, -1), (int)s->r->id);
+  lua_pushfstring(L, IN_T " (request %d)", (int)s->r->id);
+  return 1;
+}
+
+
+static int out_tostring (lua_State *L) {
+  owl_req_t *r = lua_touserdata(L, 1);
+  lua_pushfstring(L, OUT_T " (request %d)", (int)r->id);
   return 1;
 }
 
@@ -261,6 +288,13 @@ void owl_open_stream (lua_State *L) {
     {"flush", out_flush},
     {NULL, NULL}
   };
-  owl_newclass(L, IN_T, in_m, s_tostring, NULL);
-  owl_newclass(L, OUT_T, out_m, s_tostring, NULL);
+  owl_newclass(L, IN_T, in_m, in_tostring, NULL);
+  luaL_newmetatable(L, OUT_T);
+  lua_createtable(L, 0, 2);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, out_m, 1);               /* each over the metatable */
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, out_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
 }

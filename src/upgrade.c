@@ -254,7 +254,7 @@ int owl_upgrade_run (lua_State *L, owl_req_t *r) {
 static int l_ws_accept (lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_rawgetp(L, 1, &owl_req_key);
-  owl_req_t *r = luaL_testudata(L, -1, "owinlua.Request");
+  owl_req_t *r = luaL_testudata(L, -1, OWL_REQ_T);
   luaL_argexpected(L, r != NULL, 1, "OWIN env");
   int ri = lua_gettop(L);
   if (r->conn == NULL || r->conn->upgrade != 2)
