@@ -9,10 +9,14 @@
 **   proxy[&store_key]  = { [lowercase name] = { "v1", "v2" } }
 **   proxy[&names_key]  = { [lowercase name] = "Display-Name" }  (created lazily,
 **                        only for names spelled otherwise than by default)
-** Two flags are told by which of four metatables the proxy has (so that
-** reading them costs no lookup): CANON, the default spelling is
-** Canonical-Case, and FROZEN, the response headers were sent.  Each
-** metamethod is a closure over its metatable's flags.
+** Four flags (OWL_HF_*) are told by which of sixteen metatables the proxy
+** has, so that reading them costs no lookup: CANON, the default spelling
+** is Canonical-Case; FROZEN, the response headers were sent; SPECIAL, a
+** name the server reads when it commits (content-length, connection) was
+** set; NAMED, the names table exists.  Each metamethod is a closure over
+** its metatable's flags.  Names spelled otherwise than in lowercase map to
+** their lowercase form through a bounded cache, so that the usual
+** spellings are not lowered and interned again for every request.
 ** Request headers arrive with lowercase names (as HTTP/2 and Node do), and
 ** lowercase is their default spelling.  Response headers keep the spelling
 ** the app gave; their default is Canonical-Case, so the usual spellings
@@ -31,13 +35,19 @@
 
 static const char store_key = 0;
 static const char names_key = 0;
-static const char hmt_keys[4] = { 0 };    /* registry: metatable by flags */
+static const char hmt_keys[16] = { 0 };   /* registry: metatable by flags */
 static const char flags_key = 0;          /* metatable[&flags_key] = flags */
 static const char hnames_key = 0;         /* registry: the interned names */
 
-enum { CANON = 1, FROZEN = 2 };
+enum { CANON = OWL_HF_CANON, FROZEN = OWL_HF_FROZEN, SPECIAL = OWL_HF_SPECIAL,
+       NAMED = OWL_HF_NAMED };
 
+/* upvalue 1 of the metamethods: the flags; upvalue 2: the lowercase cache */
 #define FLAGS (lua_tointeger(L, lua_upvalueindex(1)))
+#define LCACHE lua_upvalueindex(2)
+#define LCACHE_MAX 512
+
+static int nlcache;                       /* entries in the lowercase cache */
 
 const char *owl_hname[OWL_HN_N];
 static const char *const hnames[OWL_HN_N] = {
@@ -77,8 +87,16 @@ static void checkvalue (lua_State *L, int idx, const char *name) {
 }
 
 
+static int haslower (const char *s, size_t len) {
+  for (size_t i = 0; i < len; i++)
+    if (s[i] >= 'A' && s[i] <= 'Z')
+      return 0;
+  return 1;
+}
+
+
 /*
-** Pushes the lowercase form of the string at idx.
+** Pushes the lowercase form of s[0..len).
 */
 static void pushlower (lua_State *L, const char *s, size_t len) {
   char small[NAMEBUF];
@@ -94,6 +112,37 @@ static void pushlower (lua_State *L, const char *s, size_t len) {
     lua_pushlstring(L, p, len);
   else
     luaL_pushresultsize(&b, len);
+}
+
+
+/*
+** Pushes the lowercase form of the string at idx (a metamethod's argument);
+** names with capitals go through the cache, so that "Content-Type" costs a
+** lookup instead of a new string.
+*/
+static void pushlname (lua_State *L, int idx, const char *s, size_t len) {
+  if (haslower(s, len)) {
+    lua_pushvalue(L, idx);
+    return;
+  }
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, LCACHE) == LUA_TSTRING)
+    return;
+  lua_pop(L, 1);
+  pushlower(L, s, len);
+  if (nlcache < LCACHE_MAX && len <= 40) {  /* short names only: interned */
+    nlcache++;
+    lua_pushvalue(L, idx);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, LCACHE);
+  }
+}
+
+
+/* Gives the headers table at idx the metatable of flags. */
+static void setflags (lua_State *L, int idx, int flags) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &hmt_keys[flags]);
+  lua_setmetatable(L, idx);
 }
 
 
@@ -122,14 +171,6 @@ static int isdefault (const char *name, size_t len, int canon) {
 }
 
 
-static int haslower (const char *s, size_t len) {
-  for (size_t i = 0; i < len; i++)
-    if (s[i] >= 'A' && s[i] <= 'Z')
-      return 0;
-  return 1;
-}
-
-
 /* Pushes proxy[&key] for the proxy at idx. */
 static int pushslot (lua_State *L, int idx, const char *key) {
   return lua_rawgetp(L, idx, key);
@@ -147,10 +188,7 @@ static int h_index (lua_State *L) {
   }
   const char *s = lua_tolstring(L, 2, &len);
   pushslot(L, 1, &store_key);                 /* store */
-  if (haslower(s, len))
-    lua_pushvalue(L, 2);
-  else
-    pushlower(L, s, len);
+  pushlname(L, 2, s, len);
   lua_rawget(L, -2);
   return 1;
 }
@@ -191,34 +229,38 @@ static int h_newindex (lua_State *L) {
   else if (t != LUA_TNIL)
     return luaL_error(L, "value of header '%s' must be a string or an array of "
                       "strings, got %s", name, luaL_typename(L, 3));
-  if (haslower(name, len))
-    lua_pushvalue(L, 2);
-  else
-    pushlower(L, name, len);                  /* lname */
+  pushlname(L, 2, name, len);
   int lname = lua_gettop(L);
+  const char *ls = lua_tostring(L, lname);
   pushslot(L, 1, &store_key);
   lua_pushvalue(L, lname);
   lua_pushvalue(L, 3);
   lua_rawset(L, -3);                          /* store[lname] = value */
   lua_pop(L, 1);
-  int canon = flags & CANON;
-  int hasnames = pushslot(L, 1, &names_key) == LUA_TTABLE;
-  if (!isdefault(name, len, canon) && !lua_isnil(L, 3)) {
-    if (!hasnames) {
-      lua_pop(L, 1);
+  int nflags = flags;
+  if (ls == owl_hname[OWL_HN_CONTENT_LENGTH] || ls == owl_hname[OWL_HN_CONNECTION])
+    nflags |= SPECIAL;
+  if (!isdefault(name, len, flags & CANON) && !lua_isnil(L, 3)) {
+    if (!(flags & NAMED)) {
       lua_newtable(L);
       lua_pushvalue(L, -1);
       lua_rawsetp(L, 1, &names_key);
+      nflags |= NAMED;
     }
+    else
+      pushslot(L, 1, &names_key);
     lua_pushvalue(L, lname);
     lua_pushvalue(L, 2);
     lua_rawset(L, -3);                        /* names[lname] = name */
   }
-  else if (hasnames) {
+  else if (flags & NAMED) {
+    pushslot(L, 1, &names_key);
     lua_pushvalue(L, lname);
     lua_pushnil(L);
     lua_rawset(L, -3);
   }
+  if (nflags != flags)
+    setflags(L, 1, nflags);
   return 0;
 }
 
@@ -281,8 +323,7 @@ int owl_headers_new (lua_State *L, int narr, int canon) {
   lua_createtable(L, 0, 1);                 /* store (names when needed) */
   lua_createtable(L, 0, narr);
   lua_rawsetp(L, -2, &store_key);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &hmt_keys[canon ? CANON : 0]);
-  lua_setmetatable(L, -2);
+  setflags(L, -2, canon ? CANON : 0);
   return 1;
 }
 
@@ -304,28 +345,33 @@ int owl_headers_is (lua_State *L, int idx) {
 }
 
 
-void owl_headers_freeze (lua_State *L, int idx) {
+int owl_headers_freeze (lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
   int flags = getflags(L, idx);
-  if (flags >= 0 && !(flags & FROZEN)) {
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &hmt_keys[flags | FROZEN]);
-    lua_setmetatable(L, idx);
-  }
+  if (flags >= 0 && !(flags & FROZEN))
+    setflags(L, idx, flags | FROZEN);
+  return flags < 0 ? 0 : flags;
 }
 
 
-/* Pushes the store (name -> values) and the names table (or nil) of idx. */
-void owl_headers_store (lua_State *L, int idx) {
+/* Pushes the store (name -> values) and the names table (or nil) of idx,
+** whose flags are known. */
+void owl_headers_store (lua_State *L, int idx, int flags) {
   idx = lua_absindex(L, idx);
   pushslot(L, idx, &store_key);
-  pushslot(L, idx, &names_key);
+  if (flags & NAMED)
+    pushslot(L, idx, &names_key);
+  else
+    lua_pushnil(L);
 }
 
 
 void owl_headers_rawget (lua_State *L, int idx, int which) {
   idx = lua_absindex(L, idx);
   pushslot(L, idx, &store_key);
-  lua_pushstring(L, hnames[which]);         /* found by its address: no hashing */
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &hnames_key);
+  lua_rawgeti(L, -1, which + 1);            /* the interned name */
+  lua_remove(L, -2);
   lua_rawget(L, -2);
   lua_remove(L, -2);
 }
@@ -394,10 +440,13 @@ void owl_open_headers (lua_State *L) {
     {"__tostring", h_tostring},
     {NULL, NULL}
   };
-  for (int flags = 0; flags < 4; flags++) {
+  lua_newtable(L);                            /* the lowercase cache */
+  int lcache = lua_gettop(L);
+  for (int flags = 0; flags < 16; flags++) {
     lua_createtable(L, 0, 7);
     lua_pushinteger(L, flags);
-    luaL_setfuncs(L, meta, 1);                /* each over its flags */
+    lua_pushvalue(L, lcache);
+    luaL_setfuncs(L, meta, 2);                /* each over its flags */
     lua_pushinteger(L, flags);
     lua_pushinteger(L, flags);
     lua_pushcclosure(L, h_next, 1);
@@ -411,6 +460,7 @@ void owl_open_headers (lua_State *L) {
     lua_rawsetp(L, -2, &flags_key);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &hmt_keys[flags]);
   }
+  lua_pop(L, 1);
   lua_createtable(L, OWL_HN_N, 0);            /* keeps the names interned */
   for (int i = 0; i < OWL_HN_N; i++) {
     owl_hname[i] = lua_pushstring(L, hnames[i]);

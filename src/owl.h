@@ -258,6 +258,7 @@ struct owl_req {
   unsigned head_live : 1;       /* conn->head still holds this request's head */
   unsigned upgrade_kind : 2;    /* websocket.Accept (1) or opaque.Upgrade (2) called */
   unsigned upgraded : 1;        /* the 101 went out: a socket took the connection */
+  unsigned hflags : 4;          /* OWL_HF_* of the response headers at commit */
   int read_err;                 /* 0 or a libuv error for body reads */
   int64_t content_length;       /* set by the app, -1 if not */
   uint64_t body_in;             /* request body bytes received */
@@ -297,8 +298,16 @@ void owl_open_headers (lua_State *L);
 int owl_headers_new (lua_State *L, int narr, int canon);
 void owl_headers_canonical (char *dst, const char *lname, size_t n);
 int owl_headers_is (lua_State *L, int idx);
-void owl_headers_freeze (lua_State *L, int idx);
-void owl_headers_store (lua_State *L, int idx);     /* pushes store, names */
+/* Flags of a headers table: the default spelling is Canonical-Case; sent;
+** content-length or connection was set; a names table exists. */
+#define OWL_HF_CANON 1
+#define OWL_HF_FROZEN 2
+#define OWL_HF_SPECIAL 4
+#define OWL_HF_NAMED 8
+/* Freezes the headers table at idx; returns its flags (0 if not one). */
+int owl_headers_freeze (lua_State *L, int idx);
+/* Pushes the store and the names table (or nil) of the table at idx. */
+void owl_headers_store (lua_State *L, int idx, int flags);
 void owl_headers_from (lua_State *L, int idx);      /* pushes a copy */
 /* Lowercase header names the server looks at, interned at start-up and
 ** kept referenced: a store key is one of them when its pointer is. */

@@ -178,9 +178,11 @@ int owl_req_begin (owl_conn_t *c) {
 
 /* {====== response headers */
 
-static void append (lua_State *L, owl_buf_t *b, const char *p, size_t n) {
-  if (owl_buf_append(b, p, n))
+static inline void append (lua_State *L, owl_buf_t *b, const char *p, size_t n) {
+  if (b->cap - b->len < n && owl_buf_reserve(b, n))
     luaL_error(L, "not enough memory");
+  memcpy(b->base + b->len, p, n);
+  b->len += n;
 }
 
 
@@ -257,7 +259,12 @@ void owl_req_commit (lua_State *L, owl_req_t *r) {
     r->no_body = r->is_head || r->status < 200 || r->status == 204 || r->status == 304;
     return;
   }
-  owl_headers_freeze(L, -1);
+  r->hflags = (unsigned)owl_headers_freeze(L, -1);
+  if (!(r->hflags & OWL_HF_SPECIAL)) {      /* no Content-Length, no Connection */
+    lua_settop(L, ri - 1);
+    r->no_body = r->is_head || r->status < 200 || r->status == 204 || r->status == 304;
+    return;
+  }
   owl_headers_rawget(L, -1, OWL_HN_CONTENT_LENGTH);
   r->content_length = app_length(L);
   lua_pop(L, 1);
@@ -303,14 +310,20 @@ void owl_req_serialize (lua_State *L, owl_req_t *r, int final) {
   }
   char num[24];
   char *d = owl_fmt_uint(num + sizeof num, (uint64_t)r->status, 10);
-  append(L, b, "HTTP/1.1 ", 9);
-  append(L, b, d, (size_t)(num + sizeof num - d));
-  append(L, b, " ", 1);
-  append(L, b, reason, rl);
-  append(L, b, "\r\n", 2);
+  size_t dl = (size_t)(num + sizeof num - d);
+  if (owl_buf_reserve(b, 9 + dl + 1 + rl + 2))
+    luaL_error(L, "not enough memory");
+  char *w = b->base;
+  memcpy(w, "HTTP/1.1 ", 9);
+  memcpy(w + 9, d, dl);
+  w += 9 + dl;
+  *w++ = ' ';
+  memcpy(w, reason, rl);
+  memcpy(w + rl, "\r\n", 2);
+  b->len = 9 + dl + 1 + rl + 2;
   lua_pop(L, 1);
   if (lua_getiuservalue(L, ri, UV_RESPH) != LUA_TNIL) {
-    owl_headers_store(L, -1);               /* store, names */
+    owl_headers_store(L, -1, (int)r->hflags);   /* store, names */
     int names = lua_gettop(L), store = names - 1;
     lua_pushnil(L);
     while (lua_next(L, store)) {
@@ -350,19 +363,19 @@ void owl_req_serialize (lua_State *L, owl_req_t *r, int final) {
         checkfield(L, name, v, vl);
         if (owl_buf_reserve(b, nl + vl + 4))
           luaL_error(L, "not enough memory");
-        char *w = b->base + b->len;
+        char *o = b->base + b->len;
         if (spelled)
-          memcpy(w, name, nl);
+          memcpy(o, name, nl);
         else                                /* Canonical-Case by default */
-          owl_headers_canonical(w, name, nl);
-        w += nl;
-        *w++ = ':';
-        *w++ = ' ';
-        memcpy(w, v, vl);
-        w += vl;
-        *w++ = '\r';
-        *w++ = '\n';
-        b->len = (size_t)(w - b->base);
+          owl_headers_canonical(o, name, nl);
+        o += nl;
+        *o++ = ':';
+        *o++ = ' ';
+        memcpy(o, v, vl);
+        o += vl;
+        *o++ = '\r';
+        *o++ = '\n';
+        b->len = (size_t)(o - b->base);
         lua_pop(L, 1);
       }
       lua_pop(L, 1);
