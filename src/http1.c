@@ -421,16 +421,20 @@ static int error_status (owl_conn_t *c, llhttp_errno_t err, const char *p,
 ** (obs-fold).  c->last is the byte before p.
 */
 static int scanhead (owl_conn_t *c, const char *p, size_t n) {
-  unsigned char last = c->last;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char ch = (unsigned char)p[i];
-    if (ch == '\n' && last != '\r')
+  if (n == 0)
+    return 0;
+  if (c->last == '\n' && (p[0] == ' ' || p[0] == '\t'))
+    return -1;
+  const char *e = p + n, *lf = p;
+  while ((lf = memchr(lf, '\n', (size_t)(e - lf))) != NULL) {
+    if ((lf == p ? c->last : (unsigned char)lf[-1]) != '\r')
       return -1;
-    if ((ch == ' ' || ch == '\t') && last == '\n')
+    if (++lf == e)
+      break;
+    if (*lf == ' ' || *lf == '\t')
       return -1;
-    last = ch;
   }
-  c->last = last;
+  c->last = (unsigned char)e[-1];
   return 0;
 }
 
