@@ -223,6 +223,10 @@ void owl_open_runtime (lua_State *L) {
     {"token", l_token},
     {NULL, NULL}
   };
+  /* Almost everything a request makes (env, headers, value arrays) dies
+  ** with it: the generational collector frees such young objects without
+  ** walking the old ones every cycle. */
+  lua_gc(L, LUA_GCGEN, 0, 0);
   lua_createtable(L, 0, 3);                 /* token metatable */
   lua_newtable(L);
   luaL_setfuncs(L, token_m, 0);
