@@ -324,8 +324,8 @@ static int body_data (owl_conn_t *c, const char *at, size_t n) {
   if (r != NULL && !r->finished) {
     if (owl_buf_append(&r->body, at, n))
       return refuse(c, 500);
-    if (c->timer_mode == T_BODY)
-      uv_timer_again(&c->timer);    /* progress: the idle timeout starts over */
+    if (c->timer_mode == T_BODY)    /* progress: the idle timeout starts over */
+      c->deadline = uv_now(c->srv->loop) + c->srv->opt.body_timeout;
   }
   return 0;
 }
@@ -603,6 +603,7 @@ void owl_conn_read (uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;                         /* discarded: we are closing */
   if (c->req == NULL && c->timer_mode == T_IDLE) {
     c->timer_mode = T_NONE;         /* a new request: the head timeout runs */
+    c->deadline = 0;
   }
   c->in_drive = 1;
   if (c->in.len > 0) {              /* not expected: reading stops while paused */
@@ -845,6 +846,13 @@ void owl_conn_timer (uv_timer_t *t) {
     owl_wsock_on_timer(c->ws);
     return;
   }
+  if (c->deadline == 0)
+    return;                         /* nothing is timed now */
+  uint64_t now = uv_now(c->srv->loop);
+  if (now < c->deadline) {          /* set later than the timer was */
+    uv_timer_start(t, owl_conn_timer, c->deadline - now, 0);
+    return;
+  }
   switch (c->timer_mode) {
     case T_HEAD:
       if (c->got_bytes && !c->close_after) {
@@ -866,6 +874,13 @@ void owl_conn_timer (uv_timer_t *t) {
 }
 
 
+/*
+** Times mode from now.  The timer is lazy: changing the deadline costs no
+** timer operation unless the timer would fire too late; when it fires early
+** (the deadline moved on, or nothing is timed any more) owl_conn_timer arms
+** it again for what is left, or does nothing.  A keep-alive request thus
+** costs no timer operation at all.
+*/
 static void set_timer (owl_conn_t *c, int mode) {
   if (mode == c->timer_mode)
     return;
@@ -878,10 +893,13 @@ static void set_timer (owl_conn_t *c, int mode) {
     case T_BODY: ms = o->body_timeout; break;
     case T_LINGER: ms = LINGER_MS; break;
   }
-  if (ms == 0)
-    uv_timer_stop(&c->timer);
-  else
-    uv_timer_start(&c->timer, owl_conn_timer, ms, mode == T_BODY ? ms : 0);
+  if (ms == 0) {
+    c->deadline = 0;                /* a pending expiry finds nothing to do */
+    return;
+  }
+  c->deadline = uv_now(c->srv->loop) + ms;
+  if (!uv_is_active((uv_handle_t *)&c->timer) || uv_timer_get_due_in(&c->timer) > ms)
+    uv_timer_start(&c->timer, owl_conn_timer, ms, 0);
 }
 
 
@@ -954,7 +972,7 @@ void owl_conn_request_done (owl_conn_t *c, int keep) {
   c->nreq++;
   c->got_bytes = 0;
   c->timer_mode = T_NONE;           /* let settle choose afresh */
-  uv_timer_stop(&c->timer);
+  c->deadline = 0;
   if (!keep)
     c->close_after = 1;
   if (!c->in_drive)

@@ -188,6 +188,7 @@ struct owl_conn {
   int nhandles;                 /* open libuv handles; freed at 0 */
   int err_status;               /* status chosen by a callback for a parse error */
   int timer_mode;
+  uint64_t deadline;            /* loop time the timer_mode times out, 0: none */
   unsigned is_pipe : 1;
   unsigned reading : 1;
   unsigned writing : 1;
