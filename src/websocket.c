@@ -6,8 +6,11 @@
 ** "owinlua.OpaqueStream" after opaque.Upgrade) holding an owl_wsock_t;
 ** its user values are:
 */
-#define WV_ENV     1   /* the raw OWIN websocket env (websocket.* keys) */
-#define WV_CANCEL  2   /* its CallCancelled token */
+#define WV_ENV     1   /* the raw OWIN websocket env (websocket.* keys),
+                          made when first asked for (getenv) */
+#define WV_CANCEL  2   /* its CallCancelled token, made when first asked
+                          for (gettoken): an idle socket of the adapter
+                          holds neither */
 #define WV_REQ     3   /* the request it came from (anchor) */
 #define NWV        3
 /*
@@ -54,8 +57,10 @@ struct owl_wsock {
   wsmsg_t *head, *tail;         /* received messages, owned */
   size_t queued;
   owl_buf_t rawin;              /* opaque: received bytes not read yet */
-  owl_task_t *wait[MAXWAIT];    /* tasks waiting on this socket */
-  int nwait;
+  owl_task_t **wait;            /* tasks waiting on this socket: wait0, or
+                                   malloc'd when more than 2 wait, owned */
+  owl_task_t *wait0[2];
+  int nwait, wcap;
   int timer;                    /* W_* */
   uint64_t last_rx;             /* loop time of the last frame received */
   unsigned close_sent : 1;
@@ -65,6 +70,10 @@ struct owl_wsock {
   size_t reason_len;
   char reason[124];
 };
+
+
+static void gettoken (lua_State *L, int idx);
+static void pushenv (lua_State *L, int idx);
 
 
 static owl_wsock_t *checkws (lua_State *L, int idx) {
@@ -103,8 +112,18 @@ static int wait (lua_State *L, owl_wsock_t *w, lua_KContext ctx, lua_KFunction k
   owl_task_t *t = owl_task_of(L);
   if (t == NULL || !lua_isyieldable(L))
     return luaL_error(L, "a WebSocket can only wait inside a request's coroutine");
-  if (w->nwait == MAXWAIT)
-    return luaL_error(L, "too many coroutines waiting on one WebSocket");
+  if (w->nwait == w->wcap) {
+    if (w->wcap == MAXWAIT)
+      return luaL_error(L, "too many coroutines waiting on one WebSocket");
+    owl_task_t **a = malloc((size_t)w->wcap * 2 * sizeof *a);
+    if (a == NULL)
+      return luaL_error(L, "not enough memory");
+    memcpy(a, w->wait, (size_t)w->nwait * sizeof *a);
+    if (w->wait != w->wait0)
+      free(w->wait);
+    w->wait = a;
+    w->wcap *= 2;
+  }
   w->wait[w->nwait++] = t;
   t->wait = OWL_WAIT_WS;
   return lua_yieldk(L, 0, ctx, k);
@@ -261,6 +280,10 @@ void owl_wsock_settle (owl_wsock_t *w) {
     uv_read_stop(&c->h.stream);
     c->reading = 0;
   }
+  if (c->out.len == 0)                      /* an idle socket keeps no buffers */
+    owl_buf_free(&c->out);
+  if (!c->writing)
+    owl_buf_free(&c->wbuf);
   if ((w->close_sent || w->close_rcvd) && w->timer != W_CLOSE) {
     w->timer = W_CLOSE;                     /* the peer's close, or our reply */
     uv_timer_start(&c->timer, owl_conn_timer, o->ws_close_timeout, 0);
@@ -388,7 +411,7 @@ static int recv_k (lua_State *L, int status, lua_KContext ctx) {
   }
   if (!ctx)
     return closed(L, w);
-  lua_getiuservalue(L, 1, WV_ENV);
+  pushenv(L, 1);
   lua_pushinteger(L, w->client_code);
   lua_setfield(L, -2, "websocket.ClientCloseStatus");
   lua_pushlstring(L, w->reason, w->reason_len);
@@ -536,7 +559,7 @@ static int ws_state (lua_State *L) {
 /* ws:cancelled() -> the CallCancelled token of the socket */
 static int ws_token (lua_State *L) {
   checkws(L, 1);
-  lua_getiuservalue(L, 1, WV_CANCEL);
+  gettoken(L, 1);
   return 1;
 }
 
@@ -544,7 +567,7 @@ static int ws_token (lua_State *L) {
 /* ws:env() -> the raw OWIN websocket env */
 static int ws_env (lua_State *L) {
   checkws(L, 1);
-  lua_getiuservalue(L, 1, WV_ENV);
+  pushenv(L, 1);
   return 1;
 }
 
@@ -604,6 +627,9 @@ static int ws_gc (lua_State *L) {
   }
   owl_ws_free(&w->codec);
   owl_buf_free(&w->rawin);
+  if (w->wait != w->wait0)
+    free(w->wait);
+  w->wait = w->wait0;
   return 0;
 }
 /* }====== */
@@ -652,6 +678,25 @@ static int raw_closefn (lua_State *L) {
 
 
 /* Builds the raw env of the socket at idx into its user value. */
+/*
+** Pushes the CallCancelled token of the socket at idx, made on first use:
+** fired already when the connection is gone or the server shuts down.
+*/
+static void gettoken (lua_State *L, int idx) {
+  owl_wsock_t *w = lua_touserdata(L, idx);
+  idx = lua_absindex(L, idx);
+  if (lua_getiuservalue(L, idx, WV_CANCEL) == LUA_TTABLE)
+    return;
+  lua_pop(L, 1);
+  owl_token_new(L);
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, idx, WV_CANCEL);
+  if (w->conn == NULL || w->shutting)
+    owl_token_fire(L, -1);
+}
+
+
+/* Makes the raw OWIN env of the socket at idx (WV_ENV). */
 static void raw_env (lua_State *L, int idx) {
   static const struct { const char *name; lua_CFunction f; } fns[] = {
     {"websocket.SendAsync", raw_send},
@@ -667,11 +712,22 @@ static void raw_env (lua_State *L, int idx) {
   }
   lua_pushliteral(L, "1.0");
   lua_setfield(L, -2, "websocket.Version");
-  lua_getiuservalue(L, idx, WV_CANCEL);
+  gettoken(L, idx);
   lua_setfield(L, -2, "websocket.CallCancelled");
   lua_pushvalue(L, idx);
   lua_setfield(L, -2, "owinlua.WebSocket");
   lua_setiuservalue(L, idx, WV_ENV);
+}
+
+
+/* Pushes the raw OWIN env of the socket at idx, made on first use. */
+static void pushenv (lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  if (lua_getiuservalue(L, idx, WV_ENV) == LUA_TTABLE)
+    return;
+  lua_pop(L, 1);
+  raw_env(L, idx);
+  lua_getiuservalue(L, idx, WV_ENV);
 }
 /* }====== */
 
@@ -692,18 +748,19 @@ void owl_wsock_new (lua_State *L, owl_conn_t *c, int reqidx, int raw,
   memset(w, 0, sizeof *w);
   w->ref = LUA_NOREF;
   w->raw = raw;
+  w->wait = w->wait0;
+  w->wcap = 2;
   owl_ws_init(&w->codec, OWL_WS_SERVER, &lim, pmd);
   luaL_setmetatable(L, raw ? RAW_T : WS_T);
-  owl_token_new(L);
-  lua_setiuservalue(L, -2, WV_CANCEL);
   lua_pushvalue(L, reqidx);
   lua_setiuservalue(L, -2, WV_REQ);
-  raw_env(L, -1);
   lua_pushvalue(L, -1);
   w->ref = luaL_ref(L, LUA_REGISTRYINDEX);
   w->conn = c;
   w->last_rx = uv_now(owl_srv.loop);
   c->ws = w;
+  owl_buf_free(&c->head);                   /* the request's head is done with */
+  owl_buf_free(&c->fields);
   uv_timer_stop(&c->timer);
   c->close_after = 0;
   c->keepalive = 0;
@@ -725,7 +782,7 @@ void owl_wsock_new (lua_State *L, owl_conn_t *c, int reqidx, int raw,
 void owl_wsock_env (lua_State *L, int idx, int raw) {
   idx = lua_absindex(L, idx);
   if (!raw) {
-    lua_getiuservalue(L, idx, WV_ENV);
+    pushenv(L, idx);
     return;
   }
   lua_createtable(L, 0, 3);
@@ -733,7 +790,7 @@ void owl_wsock_env (lua_State *L, int idx, int raw) {
   lua_setfield(L, -2, "opaque.Stream");
   lua_pushliteral(L, "1.0");
   lua_setfield(L, -2, "opaque.Version");
-  lua_getiuservalue(L, idx, WV_CANCEL);
+  gettoken(L, idx);
   lua_setfield(L, -2, "opaque.CallCancelled");
 }
 
