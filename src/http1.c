@@ -14,7 +14,8 @@
 ** headers are not serialized yet sit at its end (c->held) so that a small
 ** response gets a Content-Length.  Everything produced while handling one
 ** read is written with one uv_try_write; only what the kernel does not take
-** is queued with uv_write (c->wbuf).
+** is queued with uv_write (c->wbuf), with a uv_write_t malloc'd for it and
+** freed in its callback (an idle connection holds none).
 **
 ** llhttp 8.1 is lenient in ways RFC 9112 forbids; this file refuses what it
 ** lets through: bare LF and obs-fold in the head (scanhead), whitespace before
@@ -669,6 +670,7 @@ size_t owl_conn_pending (owl_conn_t *c) {
 
 static void on_write (uv_write_t *w, int status) {
   owl_conn_t *c = w->data;
+  free(w);
   c->writing = 0;
   c->wbuf.len = 0;
   c->woff = 0;
@@ -730,8 +732,14 @@ void owl_conn_flush (owl_conn_t *c) {
     c->woff = 0;
   }
   b = uv_buf_init(c->wbuf.base + c->woff, (unsigned int)(c->wbuf.len - c->woff));
-  c->wreq.data = c;
-  if (uv_write(&c->wreq, &c->h.stream, &b, 1, on_write)) {
+  uv_write_t *wr = malloc(sizeof *wr);      /* freed in on_write */
+  if (wr == NULL) {
+    owl_conn_close(c);
+    return;
+  }
+  wr->data = c;
+  if (uv_write(wr, &c->h.stream, &b, 1, on_write)) {
+    free(wr);
     owl_conn_close(c);
     return;
   }

@@ -164,7 +164,6 @@ struct owl_conn {
     uv_pipe_t pipe;
   } h;
   uv_timer_t timer;
-  uv_write_t wreq;
   llhttp_t parser;
   owl_server_t *srv;
   owl_conn_t *prev, *next;
@@ -172,7 +171,7 @@ struct owl_conn {
   owl_wsock_t *ws;              /* after a 101: the socket (websocket.c) */
   owl_buf_t in;                 /* unparsed input kept while paused */
   owl_buf_t out;                /* framed output not yet handed to libuv */
-  owl_buf_t wbuf;               /* output in flight in wreq */
+  owl_buf_t wbuf;               /* output in flight in a uv_write */
   owl_buf_t head;               /* this request's target and header bytes */
   owl_buf_t fields;             /* size_t offsets into head: url, name, value... */
   size_t held;                  /* bytes at the end of out waiting for headers */
