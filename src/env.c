@@ -163,12 +163,16 @@ static void addresses (lua_State *L, int t, owl_req_t *r) {
 
 /*
 ** Pushes the value of virtual or lazy key id (its name at key) for the env
-** at 1.  Lazy values are made once and kept in the request (UV_LAZY), never
-** in the env: reading a key must not change a table that pairs() walks.
+** at 1 (nil for an env without a request).  Lazy values are made once and
+** kept in the request (UV_LAZY), never in the env: reading a key must not
+** change a table that pairs() walks.
 */
-static void pushvirtual (lua_State *L, owl_req_t *r, int id, int key) {
+static void pushvirtual (lua_State *L, int id, int key) {
   lua_rawgetp(L, 1, &owl_req_key);
   int ri = lua_gettop(L);
+  owl_req_t *r = lua_touserdata(L, ri);
+  if (r == NULL)
+    return;                                 /* nil */
   switch (id) {
     case K_SCHEME:
       lua_pushliteral(L, "http");
@@ -273,10 +277,7 @@ static int env_index (lua_State *L) {
   if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNUMBER)
     return 1;                               /* nil */
   int id = (int)lua_tointeger(L, -1);
-  owl_req_t *r = envreq(L, 1);
-  if (r == NULL)
-    return 0;
-  pushvirtual(L, r, id, 2);
+  pushvirtual(L, id, 2);
   return 1;
 }
 
@@ -378,7 +379,7 @@ static int env_next (lua_State *L) {
     }
     lua_pop(L, 1);
     lua_replace(L, 2);
-    pushvirtual(L, r, id, 2);
+    pushvirtual(L, id, 2);
     if (lua_isnil(L, -1)) {
       lua_pop(L, 1);
       continue;
@@ -407,7 +408,7 @@ int owl_env_keepheaders (lua_State *L) {
   lua_settop(L, 1);
   lua_rawgeti(L, LUA_REGISTRYINDEX, owl_srv.keys_ref);
   lua_rawgeti(L, 2, K_REQHEADERS);          /* 3: the key */
-  pushvirtual(L, r, K_REQHEADERS, 3);
+  pushvirtual(L, K_REQHEADERS, 3);
   return 0;
 }
 

@@ -36,7 +36,7 @@
 static const char store_key = 0;
 static const char names_key = 0;
 static const char hmt_keys[16] = { 0 };   /* registry: metatable by flags */
-static const char flags_key = 0;          /* metatable[&flags_key] = flags */
+static const void *hmt_ptr[16];           /* the metatables, by flags */
 static const char hnames_key = 0;         /* registry: the interned names */
 
 enum { CANON = OWL_HF_CANON, FROZEN = OWL_HF_FROZEN, SPECIAL = OWL_HF_SPECIAL,
@@ -330,13 +330,14 @@ int owl_headers_new (lua_State *L, int narr, int canon) {
 
 /* The flags of the headers table at idx, or -1 if it is not one. */
 static int getflags (lua_State *L, int idx) {
-  int flags = -1;
-  if (lua_getmetatable(L, idx)) {
-    if (lua_rawgetp(L, -1, &flags_key) == LUA_TNUMBER)
-      flags = (int)lua_tointeger(L, -1);
-    lua_pop(L, 2);
-  }
-  return flags;
+  if (!lua_getmetatable(L, idx))
+    return -1;
+  const void *mt = lua_topointer(L, -1);
+  lua_pop(L, 1);
+  for (int flags = 0; flags < 16; flags++)
+    if (hmt_ptr[flags] == mt)
+      return flags;
+  return -1;
 }
 
 
@@ -456,8 +457,7 @@ void owl_open_headers (lua_State *L) {
     lua_setfield(L, -2, "__name");
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "__metatable");       /* getmetatable() hides it */
-    lua_pushinteger(L, flags);
-    lua_rawsetp(L, -2, &flags_key);
+    hmt_ptr[flags] = lua_topointer(L, -1);  /* anchored by the registry */
     lua_rawsetp(L, LUA_REGISTRYINDEX, &hmt_keys[flags]);
   }
   lua_pop(L, 1);

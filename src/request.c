@@ -62,8 +62,12 @@ static void pushpath (lua_State *L, const char *p, size_t n) {
 }
 
 
-/* Splits the request-target into path and query and pushes both. */
-static void pushtarget (lua_State *L, const char *t, size_t n) {
+/*
+** Splits the request-target t[0..n) into the path (*p, returned length)
+** and the query (*q, *qn; NULL when there is none).
+*/
+static size_t splittarget (const char *t, size_t n, const char **p,
+                           const char **q, size_t *qn) {
   const char *end = t + n;
   const char *hash = memchr(t, '#', n);
   if (hash)
@@ -73,18 +77,17 @@ static void pushtarget (lua_State *L, const char *t, size_t n) {
     const char *s = memchr(t, ':', (size_t)(end - t));
     if (s && s + 2 < end && s[1] == '/' && s[2] == '/') {
       s = memchr(s + 3, '/', (size_t)(end - (s + 3)));
-      const char *q = memchr(t, '?', (size_t)(end - t));
-      if (s == NULL || (q && q < s))
-        s = q ? q : end;
+      const char *qm = memchr(t, '?', (size_t)(end - t));
+      if (s == NULL || (qm && qm < s))
+        s = qm ? qm : end;
       t = s;
     }
   }
-  const char *q = memchr(t, '?', (size_t)(end - t));
-  pushpath(L, t, (size_t)((q ? q : end) - t));
-  if (q)
-    lua_pushlstring(L, q + 1, (size_t)(end - q - 1));
-  else
-    lua_pushliteral(L, "");
+  const char *qm = memchr(t, '?', (size_t)(end - t));
+  *p = t;
+  *q = qm ? qm + 1 : NULL;
+  *qn = qm ? (size_t)(end - qm - 1) : 0;
+  return (size_t)((qm ? qm : end) - t);
 }
 
 
@@ -126,19 +129,27 @@ static int begin (lua_State *L) {
   lua_setmetatable(L, env);
   lua_pushvalue(L, ri);
   lua_rawsetp(L, env, &owl_req_key);
-#define SETK(k) (lua_rawgeti(L, K, (k)), lua_insert(L, -2), lua_rawset(L, env))
+  const char *path, *query;
+  size_t qlen, plen = splittarget(head + f[0], f[1], &path, &query, &qlen);
+  lua_rawgeti(L, K, K_METHOD);
   lua_pushstring(L, llhttp_method_name((llhttp_method_t)r->method));
-  SETK(K_METHOD);
-  pushtarget(L, head + f[0], f[1]);   /* path, query */
-  SETK(K_QUERY);
-  SETK(K_PATH);
+  lua_rawset(L, env);
+  lua_rawgeti(L, K, K_PATH);
+  pushpath(L, path, plen);
+  lua_rawset(L, env);
+  lua_rawgeti(L, K, K_QUERY);
+  if (query)
+    lua_pushlstring(L, query, qlen);
+  else
+    lua_pushliteral(L, "");
+  lua_rawset(L, env);
+  lua_rawgeti(L, K, K_RESPBODY);
   lua_pushvalue(L, ri);                     /* the request is the body stream */
-  SETK(K_RESPBODY);
+  lua_rawset(L, env);
   lua_pushvalue(L, env);
   lua_setiuservalue(L, ri, UV_ENV);
   if (c->upgrade)
     owl_upgrade_env(L, c, env, ri);
-#undef SETK
   lua_settop(L, ri);
   r->ref = luaL_ref(L, LUA_REGISTRYINDEX);
   r->next = s->reqs;
