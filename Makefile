@@ -101,13 +101,16 @@ test-e2e: all browser-deps
 test-browser: all browser-deps
 	$(BUSTED) --lua=$(LUA) --run=e2e --tags=browser
 
-# Benchmarks against nginx + lua-nginx-module and Node's http (bench/run
-# installs wrk, nginx-light and libnginx-mod-http-lua when missing).
+# Benchmarks: owinlua against the C floor (bench/floor.c, built by bench/run
+# into build/bench/ with the llhttp sources above), nginx + lua-nginx-module
+# and Node (http, ws); see bench/run.  It installs wrk, nginx-light and
+# libnginx-mod-http-lua when missing, and the ws package into bench/.
+BENCH_ENV = CC="$(CC)" LLHTTP_INCDIR="$(LLHTTP_INCDIR)" LLHTTP_SRCDIR="$(LLHTTP_SRCDIR)"
 bench: all
-	sh bench/run
+	$(BENCH_ENV) sh bench/run
 
 bench-smoke: all
-	sh bench/run --quick
+	$(BENCH_ENV) sh bench/run --quick
 
 install: owinlua
 	$(INSTALL) -d $(DESTDIR)$(BINDIR)
