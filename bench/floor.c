@@ -26,6 +26,7 @@
  * for the whole run; the head is rewritten once a second in place with the
  * same length, so a queued write may carry either Date.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,6 +217,7 @@ int main(int argc, char **argv) {
   }
   make_head();
 
+  signal(SIGPIPE, SIG_IGN);           /* a peer gone mid-write: EPIPE, not death */
   loop = uv_default_loop();
   llhttp_settings_init(&settings);
   settings.on_message_complete = on_message_complete;

@@ -15,6 +15,7 @@
  *
  * Ownership: conns live until exit; requests are a static buffer.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,6 +168,7 @@ int main(int argc, char **argv) {
     req_len = (size_t)snprintf(req, sizeof req, "GET / HTTP/1.1\r\nHost: %s:%s\r\n\r\n",
                                argv[i], argv[i + 1]);
 
+  signal(SIGPIPE, SIG_IGN);           /* a peer gone mid-write: EPIPE, not death */
   loop = uv_default_loop();
   llhttp_settings_init(&settings);
   settings.on_message_complete = on_message_complete;

@@ -24,6 +24,7 @@
  * uv_write_t followed by the bytes) freed in on_write.
  */
 #include <stdint.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -429,6 +430,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[i], "-p") && i + 1 < argc) port = atoi(argv[++i]);
     else { fprintf(stderr, "usage: wsfloor [-p PORT]\n"); return 2; }
   }
+  signal(SIGPIPE, SIG_IGN);           /* a peer gone mid-write: EPIPE, not death */
   loop = uv_default_loop();
   llhttp_settings_init(&settings);
   settings.on_header_field = on_header_field;

@@ -25,6 +25,7 @@
  */
 #include <inttypes.h>
 #include <stdint.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -329,6 +330,7 @@ int main(int argc, char **argv) {
     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
     path, host, port);
 
+  signal(SIGPIPE, SIG_IGN);           /* a peer gone mid-write: EPIPE, not death */
   loop = uv_default_loop();
   uv_timer_init(loop, &stop_timer);
   if ((r = uv_ip4_addr(host, port, &addr)) < 0) fail(host, r);
