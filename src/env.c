@@ -162,6 +162,27 @@ static void addresses (lua_State *L, int t, owl_req_t *r) {
 
 
 /*
+** Sets in the headers table at h the "Name: value\r\n" lines of the string
+** at lines (headers the server sent without a table).
+*/
+static void setlines (lua_State *L, int h, int lines) {
+  size_t n;
+  const char *p = lua_tolstring(L, lines, &n);
+  const char *end = p + n;
+  while (p < end) {
+    const char *colon = memchr(p, ':', (size_t)(end - p));
+    const char *eol = colon ? memchr(colon, '\r', (size_t)(end - colon)) : NULL;
+    if (eol == NULL)
+      break;
+    lua_pushlstring(L, p, (size_t)(colon - p));
+    lua_pushlstring(L, colon + 2, (size_t)(eol - colon - 2));
+    lua_settable(L, h);                     /* through __newindex */
+    p = eol + 2;
+  }
+}
+
+
+/*
 ** Pushes the value of virtual or lazy key id (its name at key) for the env
 ** at 1 (nil for an env without a request).  Lazy values are made once and
 ** kept in the request (UV_LAZY), never in the env: reading a key must not
@@ -195,16 +216,20 @@ static void pushvirtual (lua_State *L, int id, int key) {
     case K_REASON:
       lua_getiuservalue(L, ri, UV_REASON);
       break;
-    case K_RESPHEADERS:
-      if (lua_getiuservalue(L, ri, UV_RESPH) == LUA_TNIL) {
-        lua_pop(L, 1);
+    case K_RESPHEADERS: {
+      int t = lua_getiuservalue(L, ri, UV_RESPH);
+      if (t != LUA_TTABLE) {
         owl_headers_new(L, 4, 1);
+        if (t == LUA_TSTRING)               /* lines sent without a table */
+          setlines(L, lua_gettop(L), lua_gettop(L) - 1);
+        lua_remove(L, -2);
         if (r->committed)
           owl_headers_freeze(L, -1);
         lua_pushvalue(L, -1);
         lua_setiuservalue(L, ri, UV_RESPH);
       }
       break;
+    }
     case K_CANCEL:
       if (lua_getiuservalue(L, ri, UV_CANCEL) != LUA_TTABLE) {
         lua_pop(L, 1);

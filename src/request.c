@@ -265,7 +265,7 @@ void owl_req_commit (lua_State *L, owl_req_t *r) {
   }
   lua_pop(L, 1);
   r->committed = 1;
-  if (lua_getiuservalue(L, ri, UV_RESPH) == LUA_TNIL) {
+  if (lua_getiuservalue(L, ri, UV_RESPH) != LUA_TTABLE) {
     lua_settop(L, ri - 1);                  /* the app never set a header */
     r->no_body = r->is_head || r->status < 200 || r->status == 204 || r->status == 304;
     return;
@@ -333,7 +333,13 @@ void owl_req_serialize (lua_State *L, owl_req_t *r, int final) {
   memcpy(w + rl, "\r\n", 2);
   b->len = 9 + dl + 1 + rl + 2;
   lua_pop(L, 1);
-  if (lua_getiuservalue(L, ri, UV_RESPH) != LUA_TNIL) {
+  int ht = lua_getiuservalue(L, ri, UV_RESPH);
+  if (ht == LUA_TSTRING) {                  /* header lines made by the server */
+    size_t hl;
+    const char *hp = lua_tolstring(L, -1, &hl);
+    append(L, b, hp, hl);
+  }
+  else if (ht == LUA_TTABLE) {
     owl_headers_store(L, -1, (int)r->hflags);   /* store, names */
     int names = lua_gettop(L), store = names - 1;
     lua_pushnil(L);

@@ -10,7 +10,9 @@
 #include "owl.h"
 
 /* user values of a request userdata */
-#define UV_RESPH   1   /* response headers table, once made */
+#define UV_RESPH   1   /* response headers table, once made; or a string
+                          of "Name: value\r\n" lines the server sent
+                          without one (a 101, see upgrade.c) */
 #define UV_ONSEND  2   /* { n = count, cb1, state1, cb2, state2, ... } */
 #define UV_CANCEL  3   /* CallCancelled token, once materialized */
 #define UV_REASON  4   /* reason phrase string */

@@ -86,8 +86,29 @@ static void sethdr (lua_State *L, int h, const char *name, const char *v) {
 
 
 /*
-** Answers 101 for request r (userdata at ri) and pushes the new socket.
-** protoidx: the subprotocol choice (see pick_protocol), or 0.
+** Adds "Name: value\r\n" to b, checked as the headers table would have:
+** the values come from the request head or from owl_ws_*, so they hold no
+** CR, LF or NUL, and the names are constants.
+*/
+static void addhdr (luaL_Buffer *b, const char *name, const char *v, size_t n) {
+  luaL_addstring(b, name);
+  luaL_addlstring(b, ": ", 2);
+  luaL_addlstring(b, v, n);
+  luaL_addlstring(b, "\r\n", 2);
+}
+
+
+/*
+** Answers 101 for request r (userdata at ri) and pushes the new socket,
+** then the chosen subprotocol (or nil).  protoidx: the subprotocol choice
+** (see pick_protocol), or 0.
+**
+** When the app never touched the response headers and registered no
+** OnSendingHeaders callback, a WebSocket's 101 headers are not put in a
+** headers table: they go into UV_RESPH as one string of header lines,
+** which owl_req_serialize copies as they are and env.c turns into a
+** (frozen) headers table if the app ever reads owin.ResponseHeaders.  An
+** idle socket then holds one short string instead of four tables.
 */
 static void upgrade (lua_State *L, owl_req_t *r, int ri, int kind, int protoidx) {
   owl_conn_t *c = r->conn;
@@ -105,41 +126,81 @@ static void upgrade (lua_State *L, owl_req_t *r, int ri, int kind, int protoidx)
     luaL_error(L, "cannot upgrade: the response has already started");
   memset(&agreed, 0, sizeof agreed);
   int top = lua_gettop(L);
-  lua_getiuservalue(L, ri, UV_ENV);
-  lua_getfield(L, -1, "owin.ResponseHeaders");
-  int h = lua_gettop(L);
-  if (kind == UP_WS) {
+  int direct = kind == UP_WS &&
+               lua_getiuservalue(L, ri, UV_RESPH) == LUA_TNIL &&
+               lua_getiuservalue(L, ri, UV_ONSEND) == LUA_TNIL;
+  lua_settop(L, top);
+  lua_pushnil(L);                           /* top+1: the chosen subprotocol */
+  int proto = lua_gettop(L);
+  if (direct) {
+    luaL_Buffer b;
     v = push_values(L, c, "sec-websocket-key", &n);
     owl_ws_accept(v, n, accept);
-    sethdr(L, h, "Upgrade", "websocket");
-    sethdr(L, h, "Sec-WebSocket-Accept", accept);
+    lua_pop(L, 1);
     v = push_values(L, c, "sec-websocket-protocol", &n);
     if (protoidx) {
       pick_protocol(L, protoidx, v, n);
-      if (!lua_isnil(L, -1))
-        lua_setfield(L, h, "Sec-WebSocket-Protocol");
-      else
-        lua_pop(L, 1);
+      lua_replace(L, proto);
     }
     v = push_values(L, c, "sec-websocket-extensions", &n);
     if (o->ws_deflate && n > 0) {
       owl_ws_deflate_t policy;
       memset(&policy, 0, sizeof policy);
       policy.enabled = 1;
-      if (owl_ws_deflate_negotiate(&policy, v, n, &agreed, ext, sizeof ext) > 0)
-        sethdr(L, h, "Sec-WebSocket-Extensions", ext);
-      else
+      if (owl_ws_deflate_negotiate(&policy, v, n, &agreed, ext, sizeof ext) <= 0)
         agreed.enabled = 0;
     }
+    luaL_buffinit(L, &b);
+    addhdr(&b, "Upgrade", "websocket", 9);
+    addhdr(&b, "Sec-WebSocket-Accept", accept, strlen(accept));
+    if (lua_isstring(L, proto)) {
+      v = lua_tolstring(L, proto, &n);
+      addhdr(&b, "Sec-WebSocket-Protocol", v, n);
+    }
+    if (agreed.enabled)
+      addhdr(&b, "Sec-WebSocket-Extensions", ext, strlen(ext));
+    luaL_pushresult(&b);
+    lua_setiuservalue(L, ri, UV_RESPH);
   }
   else {
-    lua_getfield(L, h, "Upgrade");          /* opaque: the app's, or the client's */
-    if (lua_isnil(L, -1)) {
-      push_values(L, c, "upgrade", &n);
-      lua_setfield(L, h, "Upgrade");
+    lua_getiuservalue(L, ri, UV_ENV);
+    lua_getfield(L, -1, "owin.ResponseHeaders");
+    int h = lua_gettop(L);
+    if (kind == UP_WS) {
+      v = push_values(L, c, "sec-websocket-key", &n);
+      owl_ws_accept(v, n, accept);
+      sethdr(L, h, "Upgrade", "websocket");
+      sethdr(L, h, "Sec-WebSocket-Accept", accept);
+      v = push_values(L, c, "sec-websocket-protocol", &n);
+      if (protoidx) {
+        pick_protocol(L, protoidx, v, n);
+        lua_pushvalue(L, -1);
+        lua_replace(L, proto);
+        if (!lua_isnil(L, -1))
+          lua_setfield(L, h, "Sec-WebSocket-Protocol");
+        else
+          lua_pop(L, 1);
+      }
+      v = push_values(L, c, "sec-websocket-extensions", &n);
+      if (o->ws_deflate && n > 0) {
+        owl_ws_deflate_t policy;
+        memset(&policy, 0, sizeof policy);
+        policy.enabled = 1;
+        if (owl_ws_deflate_negotiate(&policy, v, n, &agreed, ext, sizeof ext) > 0)
+          sethdr(L, h, "Sec-WebSocket-Extensions", ext);
+        else
+          agreed.enabled = 0;
+      }
+    }
+    else {
+      lua_getfield(L, h, "Upgrade");        /* opaque: the app's, or the client's */
+      if (lua_isnil(L, -1)) {
+        push_values(L, c, "upgrade", &n);
+        lua_setfield(L, h, "Upgrade");
+      }
     }
   }
-  lua_settop(L, top);
+  lua_settop(L, proto);
   r->status = 101;
   owl_req_commit(L, r);                     /* OnSendingHeaders run here */
   c->out.len -= c->held;                    /* a 101 has no body */
@@ -153,6 +214,7 @@ static void upgrade (lua_State *L, owl_req_t *r, int ri, int kind, int protoidx)
   owl_wsock_new(L, c, ri, kind == UP_RAW, agreed.enabled ? &agreed : NULL);
   lua_pushvalue(L, -1);
   lua_setiuservalue(L, ri, UV_UPGRADE);     /* the request keeps its socket */
+  lua_insert(L, proto);                     /* socket, subprotocol */
 }
 
 
@@ -236,7 +298,8 @@ int owl_upgrade_run (lua_State *L, owl_req_t *r) {
     lua_getfield(L, params, "websocket.SubProtocol");
     protoidx = lua_gettop(L);
   }
-  upgrade(L, r, ri, r->upgrade_kind, protoidx);   /* pushes the socket */
+  upgrade(L, r, ri, r->upgrade_kind, protoidx);   /* socket, subprotocol */
+  lua_pop(L, 1);
   int w = lua_gettop(L);
   lua_rawgeti(L, rec, 2);                   /* the callback */
   owl_wsock_env(L, w, r->upgrade_kind == UP_RAW);   /* its argument */
@@ -247,9 +310,11 @@ int owl_upgrade_run (lua_State *L, owl_req_t *r) {
 
 
 /*
-** core.ws_accept(env [, protocol]) -> socket: answers 101 now, in the
-** request's coroutine (the adapter's accept).  protocol: a string the
-** client offered, or an array in the server's order of preference.
+** core.ws_accept(env [, protocol]) -> socket, subprotocol or false:
+** answers 101 now, in the request's coroutine (the adapter's accept).
+** protocol: a string the client offered, or an array in the server's order
+** of preference.  The second result is the subprotocol sent (false when
+** none was), so that the adapter need not read the response headers.
 */
 static int l_ws_accept (lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -263,7 +328,11 @@ static int l_ws_accept (lua_State *L) {
     return luaL_error(L, "the request was already upgraded");
   r->upgrade_kind = UP_WS;
   upgrade(L, r, ri, UP_WS, lua_isnoneornil(L, 2) ? 0 : 2);
-  return 1;
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushboolean(L, 0);
+  }
+  return 2;
 }
 
 

@@ -43,9 +43,14 @@ function M.accept(env, opts)
   end
   local accept_now = env["owinlua.AcceptNow"] or (core and core.ws_accept)
   if not accept_now then error("owin.websocket: this host has no WebSocket support", 2) end
-  local sock = accept_now(env, opts.protocol or opts.protocols)
-  local proto = env["owin.ResponseHeaders"]["Sec-WebSocket-Protocol"]
-  return setmetatable({ sock = sock, protocol = proto and proto[1] or nil }, WebSocket)
+  -- The server's accept returns the subprotocol it sent (false: none);
+  -- another host's may not, and then its response headers tell.
+  local sock, proto = accept_now(env, opts.protocol or opts.protocols)
+  if proto == nil then
+    local h = env["owin.ResponseHeaders"]["Sec-WebSocket-Protocol"]
+    proto = h and h[1]
+  end
+  return setmetatable({ sock = sock, protocol = proto or nil }, WebSocket)
 end
 
 -- ws:receive() -> message, "text"|"binary"; once closed: nil, "closed",

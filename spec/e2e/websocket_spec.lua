@@ -76,6 +76,16 @@ describe("#e2e WebSocket handshake (RFC 6455 4.2)", function()
     c:disconnect()
   end)
 
+  it("shows the 101's headers in owin.ResponseHeaders after accept, frozen", function()
+    local c, res = ws.connect(srv.port, "/sentheaders", { protocols = "a" })
+    assert.equal("a", res.headers["sec-websocket-protocol"])
+    local accept = res.headers["sec-websocket-accept"]
+    assert.equal("Sec-WebSocket-Accept=" .. accept .. " Sec-WebSocket-Protocol=a" ..
+                 " Upgrade=websocket | " .. accept .. " | false headers already sent | 101",
+                 c:read_message().payload)
+    c:disconnect()
+  end)
+
   it("refuses a protocol the client did not offer (500, no 101)", function()
     local _, res = ws.connect(srv.port, "/badproto", { protocols = "a" })
     assert.equal(500, res.status)
