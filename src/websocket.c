@@ -52,7 +52,6 @@ typedef struct wsmsg {
 struct owl_wsock {
   owl_conn_t *conn;             /* weak; NULL once the connection is gone */
   owl_ws_conn_t codec;
-  int raw;                      /* opaque: bytes, no framing */
   int ref;                      /* registry ref while the connection lives */
   wsmsg_t *head, *tail;         /* received messages, owned */
   size_t queued;
@@ -60,15 +59,17 @@ struct owl_wsock {
   owl_task_t **wait;            /* tasks waiting on this socket: wait0, or
                                    malloc'd when more than 2 wait, owned */
   owl_task_t *wait0[2];
-  int nwait, wcap;
-  int timer;                    /* W_* */
   uint64_t last_rx;             /* loop time of the last frame received */
+  char *reason;                 /* the peer's close reason, malloc'd when a
+                                   close frame brings one, owned */
+  unsigned client_code;
+  unsigned char nwait, wcap;
+  unsigned char timer;          /* W_* */
+  unsigned char reason_len;
+  unsigned raw : 1;             /* opaque: bytes, no framing */
   unsigned close_sent : 1;
   unsigned close_rcvd : 1;
   unsigned shutting : 1;        /* server shutdown: 1001 sent */
-  unsigned client_code;
-  size_t reason_len;
-  char reason[124];
 };
 
 
@@ -210,8 +211,9 @@ static int on_control (void *ud, int opcode, const char *data, size_t len) {
   else if (opcode == OWL_WS_CLOSE) {
     w->close_rcvd = 1;
     w->client_code = owl_ws_close_code(data, len);
-    if (len > 2) {
-      w->reason_len = len - 2;
+    if (len > 2 && w->reason == NULL &&
+        (w->reason = malloc(len - 2)) != NULL) {   /* none if out of memory */
+      w->reason_len = (unsigned char)(len - 2);     /* at most 123 */
       memcpy(w->reason, data + 2, w->reason_len);
     }
     /* echo the code (RFC 6455 5.5.1) once the app has taken the messages
@@ -373,7 +375,7 @@ static int closed (lua_State *L, owl_wsock_t *w) {
   lua_pushnil(L);
   lua_pushinteger(L, OWL_WS_CLOSE);
   lua_pushinteger(L, w->client_code);
-  lua_pushlstring(L, w->reason, w->reason_len);
+  lua_pushlstring(L, w->reason ? w->reason : "", w->reason_len);
   return 4;
 }
 
@@ -414,7 +416,7 @@ static int recv_k (lua_State *L, int status, lua_KContext ctx) {
   pushenv(L, 1);
   lua_pushinteger(L, w->client_code);
   lua_setfield(L, -2, "websocket.ClientCloseStatus");
-  lua_pushlstring(L, w->reason, w->reason_len);
+  lua_pushlstring(L, w->reason ? w->reason : "", w->reason_len);
   lua_setfield(L, -2, "websocket.ClientCloseDescription");
   lua_pushliteral(L, "");
   lua_pushinteger(L, OWL_WS_CLOSE);
@@ -627,6 +629,9 @@ static int ws_gc (lua_State *L) {
   }
   owl_ws_free(&w->codec);
   owl_buf_free(&w->rawin);
+  free(w->reason);
+  w->reason = NULL;
+  w->reason_len = 0;
   if (w->wait != w->wait0)
     free(w->wait);
   w->wait = w->wait0;
@@ -747,7 +752,7 @@ void owl_wsock_new (lua_State *L, owl_conn_t *c, int reqidx, int raw,
   owl_wsock_t *w = lua_newuserdatauv(L, sizeof *w, NWV);
   memset(w, 0, sizeof *w);
   w->ref = LUA_NOREF;
-  w->raw = raw;
+  w->raw = raw != 0;
   w->wait = w->wait0;
   w->wcap = 2;
   owl_ws_init(&w->codec, OWL_WS_SERVER, &lim, pmd);
