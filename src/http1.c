@@ -747,6 +747,38 @@ void owl_conn_flush (owl_conn_t *c) {
 }
 
 
+/*
+** Appends p[0..n) to c->out, writing first straight from p as much as the
+** kernel takes in one writev behind what c->out already holds: a large body
+** piece is then copied only for the part the socket could not take.  Keeps
+** the order of the output; does nothing new while a write is in flight or
+** bytes are held.  Returns 0 or UV_ENOMEM.
+*/
+int owl_conn_write_through (owl_conn_t *c, const char *p, size_t n) {
+  if (!c->closing && !c->writing && c->held == 0 && n <= UINT32_MAX &&
+      c->out.len <= UINT32_MAX) {
+    uv_buf_t b[2];
+    int nb = 0;
+    if (c->out.len > 0)
+      b[nb++] = uv_buf_init(c->out.base, (unsigned int)c->out.len);
+    b[nb++] = uv_buf_init((char *)p, (unsigned int)n);
+    int w = uv_try_write(&c->h.stream, b, (unsigned int)nb);
+    if (w > 0) {                    /* errors: the next flush meets them */
+      size_t k = (size_t)w;
+      if (k < c->out.len)
+        owl_buf_consume(&c->out, k);
+      else {
+        k -= c->out.len;
+        c->out.len = 0;
+        p += k;
+        n -= k;
+      }
+    }
+  }
+  return n > 0 ? owl_buf_append(&c->out, p, n) : 0;
+}
+
+
 /* Puts n bytes (a status line and headers) before the held body. */
 int owl_conn_unhold (owl_conn_t *c, const char *head, size_t n) {
   int err = owl_buf_insert(&c->out, c->out.len - c->held, head, n);

@@ -218,6 +218,9 @@ void owl_conn_flush (owl_conn_t *c);
 void owl_conn_continue (owl_conn_t *c);
 /* Number of bytes waiting to go out on c. */
 size_t owl_conn_pending (owl_conn_t *c);
+/* Appends a large body piece, written straight from p as far as the
+** socket takes it (the rest is copied). */
+int owl_conn_write_through (owl_conn_t *c, const char *p, size_t n);
 /* The status line + headers are about to precede the held body. */
 int owl_conn_unhold (owl_conn_t *c, const char *head, size_t n);
 /* Appends a response made by the server (errors); close: then close. */

@@ -455,6 +455,13 @@ void owl_req_serialize (lua_State *L, owl_req_t *r, int final) {
 }
 
 
+/* A large piece goes to the socket straight from the Lua string as far as
+** it can; a small one is copied, to leave with the rest of this read's output. */
+static int append_body (owl_conn_t *c, const char *p, size_t n) {
+  return n >= OWL_FIRST_BUF ? owl_conn_write_through(c, p, n) : owl_buf_append(&c->out, p, n);
+}
+
+
 /*
 ** Appends n bytes of response body.  Runs in a coroutine (may raise).
 ** Returns 0 or a libuv error when the connection is gone.
@@ -485,13 +492,11 @@ int owl_req_body_write (lua_State *L, owl_req_t *r, const char *p, size_t n) {
     char *d = owl_fmt_uint(hex + sizeof hex - 2, n, 16);
     memcpy(hex + sizeof hex - 2, "\r\n", 2);
     size_t hl = (size_t)(hex + sizeof hex - d);
-    if (owl_buf_reserve(&c->out, hl + n + 2))
+    if (owl_buf_append(&c->out, d, hl) || append_body(c, p, n) ||
+        owl_buf_append(&c->out, "\r\n", 2))
       return luaL_error(L, "not enough memory");
-    owl_buf_append(&c->out, d, hl);
-    owl_buf_append(&c->out, p, n);
-    owl_buf_append(&c->out, "\r\n", 2);
   }
-  else if (owl_buf_append(&c->out, p, n))
+  else if (append_body(c, p, n))
     return luaL_error(L, "not enough memory");
   return 0;
 }
