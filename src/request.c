@@ -29,6 +29,43 @@ const char owl_req_mt = 0;          /* registry[&owl_req_mt]: its metatable */
 
 
 
+/* {====== anchors */
+
+/*
+** Registry slots that anchored a request and were released: the slot
+** holds false (never nil, so that luaL_ref, which hands out only nil
+** slots, cannot give it to anyone else) and goes to the next request
+** without luaL_ref/luaL_unref's walk of their free list.
+*/
+#define ANCHORS_MAX 1024
+static int anchors[ANCHORS_MAX];
+static int nanchors;
+
+
+/* Pops the value on top into a registry slot and returns the slot. */
+static int anchor (lua_State *L) {
+  if (nanchors > 0) {
+    int ref = anchors[--nanchors];
+    lua_rawseti(L, LUA_REGISTRYINDEX, ref);
+    return ref;
+  }
+  return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+
+/* Releases a slot made by anchor. */
+static void unanchor (lua_State *L, int ref) {
+  if (nanchors == ANCHORS_MAX) {
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    return;
+  }
+  lua_pushboolean(L, 0);
+  lua_rawseti(L, LUA_REGISTRYINDEX, ref);
+  anchors[nanchors++] = ref;
+}
+/* }====== */
+
+
 /* {====== building the env */
 
 /*
@@ -151,7 +188,7 @@ static int begin (lua_State *L) {
   if (c->upgrade)
     owl_upgrade_env(L, c, env, ri);
   lua_settop(L, ri);
-  r->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  r->ref = anchor(L);
   r->next = s->reqs;
   if (s->reqs)
     s->reqs->prev = r;
@@ -588,7 +625,7 @@ static void release (owl_req_t *r) {
   owl_buf_free(&r->body);
   if (r->ref == LUA_NOREF)
     return;
-  luaL_unref(s->L, LUA_REGISTRYINDEX, r->ref);
+  unanchor(s->L, r->ref);
   r->ref = LUA_NOREF;
   if (r->prev)
     r->prev->next = r->next;
