@@ -27,8 +27,8 @@
 ** longer loads leaves the old workers serving; SIGTTIN/SIGTTOU add or
 ** remove a worker.
 **
-** Ownership: master_t lives on l_master's C stack frame's heap block and is
-** freed when l_master returns, after every handle below is closed.  A
+** Ownership: master_t is a userdata on l_master's Lua stack, collected after
+** l_master returns, by which time every handle in it is closed.  A
 ** worker_t is freed in the close callback of the last of its three handles
 ** (process, channel, start timer); a slot_t in its timer's close callback.
 */
@@ -85,7 +85,6 @@ typedef struct slot {
   worker_t *w;                  /* serving, or NULL */
   worker_t *next_w;             /* starting to replace w (rolling restart) */
   int fails;                    /* deaths in a row before STABLE_MS */
-  int idle;                     /* --reload: waits for a change to retry */
 } slot_t;
 
 typedef struct watch {
@@ -233,7 +232,6 @@ static void on_worker_exit (uv_process_t *proc, int64_t status, int sig) {
       master_stop(m, 1);
     }
     else if (!w->ready && m->watch_dir != NULL) {
-      sl->idle = 1;
       mlog("error", "worker %d failed to start; waiting for a change under %s",
            w->id, m->watch_dir);
     }
@@ -286,7 +284,6 @@ static void on_chan_read (uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (w->slot < 0)
     return;
   slot_t *sl = m->slots[w->slot];
-  sl->idle = 0;
   if (sl->next_w == w) {                    /* rolling restart: old one goes */
     retire(sl->w);
     sl->w = w;
