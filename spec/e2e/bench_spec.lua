@@ -1,0 +1,25 @@
+-- make bench's smoke mode (sh bench/run --quick): the whole suite runs end to
+-- end against every server and prints its tables.  It asserts nothing about
+-- the numbers: benchmarks are measured by `make bench`, never by tests.
+describe("#e2e #slow bench/run --quick", function()
+  it("runs every scenario against the floor, owinlua, nginx and node", function()
+    local errfile = os.tmpname()
+    local p = io.popen("sh bench/run --quick 2>" .. errfile)
+    local out = p:read("a")
+    local ok, _, code = p:close()
+    local f = io.open(errfile)
+    local err = f and f:read("a") or ""
+    if f then f:close() end
+    os.remove(errfile)
+    assert.is_true(ok, "bench/run exited " .. tostring(code) .. ":\n" .. err .. out)
+    for _, row in ipairs({ "hello, 50 keep-alive connections", "16 requests pipelined per write",
+                           "1 MiB response", "WebSocket echo, 64 B", "WebSocket echo, 16 KiB",
+                           "memory per idle keep-alive connection", "memory per idle WebSocket" }) do
+      assert.matches(row, out, 1, true)
+    end
+    for _, server in ipairs({ "floor (C)", "owinlua", "nginx + lua", "node http" }) do
+      assert.matches("| " .. server .. " |", out, 1, true)
+    end
+    assert.matches("issue 5 target", out, 1, true)
+  end)
+end)
