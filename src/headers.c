@@ -35,7 +35,7 @@
 
 static const char store_key = 0;
 static const char names_key = 0;
-static const char hmt_keys[16] = { 0 };   /* registry: metatable by flags */
+static int hmt_ref[16];                   /* registry refs: metatable by flags */
 static const void *hmt_ptr[16];           /* the metatables, by flags */
 static const char hnames_key = 0;         /* registry: the interned names */
 
@@ -141,7 +141,7 @@ static void pushlname (lua_State *L, int idx, const char *s, size_t len) {
 
 /* Gives the headers table at idx the metatable of flags. */
 static void setflags (lua_State *L, int idx, int flags) {
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &hmt_keys[flags]);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, hmt_ref[flags]);  /* array part: no hash */
   lua_setmetatable(L, idx);
 }
 
@@ -458,7 +458,7 @@ void owl_open_headers (lua_State *L) {
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "__metatable");       /* getmetatable() hides it */
     hmt_ptr[flags] = lua_topointer(L, -1);  /* anchored by the registry */
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &hmt_keys[flags]);
+    hmt_ref[flags] = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   lua_pop(L, 1);
   lua_createtable(L, OWL_HN_N, 0);            /* keeps the names interned */

@@ -24,7 +24,7 @@
 
 
 const char owl_req_key = 0;         /* env[&owl_req_key] = request userdata */
-const char owl_req_mt = 0;          /* registry[&owl_req_mt]: its metatable */
+int owl_req_mt = LUA_NOREF;         /* registry[owl_req_mt]: its metatable */
 
 
 
@@ -155,7 +155,7 @@ static int begin (lua_State *L) {
   r->method = (uint8_t)llhttp_get_method(&c->parser);
   r->http_minor = llhttp_get_http_minor(&c->parser);
   r->is_head = r->method == HTTP_HEAD;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &owl_req_mt);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, owl_req_mt);
   lua_setmetatable(L, -2);
   int ri = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->keys_ref);
@@ -334,6 +334,36 @@ void owl_req_commit (lua_State *L, owl_req_t *r) {
 
 
 /*
+** The "Date: ...\r\nServer: ...\r\n" lines (Server left out when the
+** option is ""), rebuilt when the Date changes (once a second).
+*/
+static const char *date_server (owl_server_t *s, size_t *n) {
+  static char block[6 + 29 + 2 + 8 + sizeof ((owl_options_t *)0)->server_name + 2];
+  static size_t len;
+  static uint64_t sec = UINT64_MAX;
+  owl_server_date(s);
+  if (s->date_sec != sec) {
+    char *w = block;
+    memcpy(w, "Date: ", 6);
+    memcpy(w + 6, s->date, 29);
+    memcpy(w + 35, "\r\n", 2);
+    w += 37;
+    size_t sl = strlen(s->opt.server_name);
+    if (sl > 0) {
+      memcpy(w, "Server: ", 8);
+      memcpy(w + 8, s->opt.server_name, sl);
+      memcpy(w + 8 + sl, "\r\n", 2);
+      w += 8 + sl + 2;
+    }
+    len = (size_t)(w - block);
+    sec = s->date_sec;
+  }
+  *n = len;
+  return block;
+}
+
+
+/*
 ** Writes the status line and headers in front of the held body.  final:
 ** the app has finished, so the whole body is the held bytes.
 */
@@ -436,13 +466,18 @@ void owl_req_serialize (lua_State *L, owl_req_t *r, int final) {
     }
   }
   lua_settop(L, ri - 1);
-  if (!hasdate) {
+  if (!hasdate && !hasserver) {
+    size_t n;
+    const char *ds = date_server(s, &n);
+    append(L, b, ds, n);
+  }
+  else if (!hasdate) {
     owl_server_date(s);
     append(L, b, "Date: ", 6);
     append(L, b, s->date, 29);
     append(L, b, "\r\n", 2);
   }
-  if (!hasserver && s->opt.server_name[0]) {
+  else if (!hasserver && s->opt.server_name[0]) {
     append(L, b, "Server: ", 8);
     append(L, b, s->opt.server_name, strlen(s->opt.server_name));
     append(L, b, "\r\n", 2);
@@ -801,5 +836,5 @@ void owl_req_detach (owl_req_t *r, int err) {
 /* The request's metatable is the output stream's (stream.c). */
 void owl_open_request (lua_State *L) {
   luaL_getmetatable(L, OWL_REQ_T);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &owl_req_mt);
+  owl_req_mt = luaL_ref(L, LUA_REGISTRYINDEX);
 }

@@ -42,8 +42,8 @@ enum {
 
 /* env[&owl_req_key] holds the request userdata */
 extern const char owl_req_key;
-/* registry[&owl_req_mt] is the request's metatable (OWL_REQ_T) */
-extern const char owl_req_mt;
+/* registry[owl_req_mt] (a luaL_ref) is the request's metatable (OWL_REQ_T) */
+extern int owl_req_mt;
 
 /* env.c: [request(light)] -> (): makes owin.RequestHeaders while the head
 ** is still in the connection (a lua_CFunction, run protected). */
