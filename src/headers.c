@@ -115,27 +115,37 @@ static void pushlower (lua_State *L, const char *s, size_t len) {
 }
 
 
+static int istoken (const char *s, size_t len) {
+  for (size_t i = 0; i < len; i++)
+    if (!owl_istchar((unsigned char)s[i]))
+      return 0;
+  return len > 0;
+}
+
+
 /*
 ** Pushes the lowercase form of the string at idx (a metamethod's argument);
 ** names with capitals go through the cache, so that "Content-Type" costs a
-** lookup instead of a new string.
+** lookup instead of a new string.  Only valid names are cached: returns 1
+** when the name was found there (it is a valid name then), else 0.
 */
-static void pushlname (lua_State *L, int idx, const char *s, size_t len) {
+static int pushlname (lua_State *L, int idx, const char *s, size_t len) {
   if (haslower(s, len)) {
     lua_pushvalue(L, idx);
-    return;
+    return 0;
   }
   lua_pushvalue(L, idx);
   if (lua_rawget(L, LCACHE) == LUA_TSTRING)
-    return;
+    return 1;
   lua_pop(L, 1);
   pushlower(L, s, len);
-  if (nlcache < LCACHE_MAX && len <= 40) {  /* short names only: interned */
-    nlcache++;
+  if (nlcache < LCACHE_MAX && len <= 40 && istoken(s, len)) {
+    nlcache++;                              /* short names only: interned */
     lua_pushvalue(L, idx);
     lua_pushvalue(L, -2);
     lua_rawset(L, LCACHE);
   }
+  return 0;
 }
 
 
@@ -200,10 +210,20 @@ static int h_index (lua_State *L) {
 */
 static int h_newindex (lua_State *L) {
   size_t len;
-  const char *name = checkname(L, 2, &len);
+  const char *name;
   int flags = (int)FLAGS;
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    name = lua_tolstring(L, 2, &len);
+    if (!pushlname(L, 2, name, len))        /* a cached name is valid */
+      checkname(L, 2, &len);
+  }
+  else
+    name = checkname(L, 2, &len);           /* raises */
   if (flags & FROZEN)
     return luaL_error(L, "headers already sent: cannot set '%s'", name);
+  int lname = 4;
+  lua_settop(L, lname);                     /* 1: proxy, 2: name, 3: value, 4: lname */
+  const char *ls = lua_tostring(L, lname);
   int t = lua_type(L, 3);
   if (t == LUA_TSTRING || t == LUA_TNUMBER) {
     lua_createtable(L, 1, 0);
@@ -215,7 +235,8 @@ static int h_newindex (lua_State *L) {
   }
   else if (t == LUA_TTABLE) {
     int raw = !lua_getmetatable(L, 3);        /* a plain array: no __len, __index */
-    lua_settop(L, 3);
+    if (!raw)
+      lua_pop(L, 1);
     lua_Integer n = raw ? (lua_Integer)lua_rawlen(L, 3) : luaL_len(L, 3);
     for (lua_Integer i = 1; i <= n; i++) {
       int vt = raw ? lua_rawgeti(L, 3, i) : lua_geti(L, 3, i);
@@ -229,9 +250,6 @@ static int h_newindex (lua_State *L) {
   else if (t != LUA_TNIL)
     return luaL_error(L, "value of header '%s' must be a string or an array of "
                       "strings, got %s", name, luaL_typename(L, 3));
-  pushlname(L, 2, name, len);
-  int lname = lua_gettop(L);
-  const char *ls = lua_tostring(L, lname);
   pushslot(L, 1, &store_key);
   lua_pushvalue(L, lname);
   lua_pushvalue(L, 3);
