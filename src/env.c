@@ -467,12 +467,16 @@ static int l_keys (lua_State *L) {
 */
 void owl_open_env (lua_State *L) {
   owl_server_t *s = &owl_srv;
-  lua_createtable(L, K_LAST, 0);
+  lua_createtable(L, K_SLASH, 0);
   for (int i = 1; i <= K_LAST; i++) {
     lua_pushstring(L, keynames[i]);
     lua_rawseti(L, -2, i);
   }
   int K = lua_gettop(L);
+  lua_pushliteral(L, "");
+  lua_rawseti(L, K, K_EMPTY);
+  lua_pushliteral(L, "/");
+  lua_rawseti(L, K, K_SLASH);
   lua_pushvalue(L, K);
   s->keys_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_createtable(L, 0, K_LAST);            /* key -> id for virtual/lazy */

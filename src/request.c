@@ -73,9 +73,9 @@ static void unanchor (lua_State *L, int ref) {
 ** ASP.NET Core does, so that a decoded "/" cannot change the segments).
 ** Invalid escapes are kept as they are.
 */
-static void pushpath (lua_State *L, const char *p, size_t n) {
-  if (n == 0) {
-    lua_pushliteral(L, "/");
+static void pushpath (lua_State *L, int K, const char *p, size_t n) {
+  if (n == 0 || (n == 1 && p[0] == '/')) {
+    lua_rawgeti(L, K, K_SLASH);
     return;
   }
   if (memchr(p, '%', n) == NULL) {
@@ -169,16 +169,21 @@ static int begin (lua_State *L) {
   const char *path, *query;
   size_t qlen, plen = splittarget(head + f[0], f[1], &path, &query, &qlen);
   lua_rawgeti(L, K, K_METHOD);
-  lua_pushstring(L, llhttp_method_name((llhttp_method_t)r->method));
+  if (lua_rawgeti(L, K, K_METHOD0 + r->method) != LUA_TSTRING) {
+    lua_pop(L, 1);                          /* first request with it */
+    lua_pushstring(L, llhttp_method_name((llhttp_method_t)r->method));
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, K, K_METHOD0 + r->method);
+  }
   lua_rawset(L, env);
   lua_rawgeti(L, K, K_PATH);
-  pushpath(L, path, plen);
+  pushpath(L, K, path, plen);
   lua_rawset(L, env);
   lua_rawgeti(L, K, K_QUERY);
-  if (query)
+  if (query && qlen > 0)
     lua_pushlstring(L, query, qlen);
   else
-    lua_pushliteral(L, "");
+    lua_rawgeti(L, K, K_EMPTY);
   lua_rawset(L, env);
   lua_rawgeti(L, K, K_RESPBODY);
   lua_pushvalue(L, ri);                     /* the request is the body stream */
@@ -379,26 +384,30 @@ void owl_req_serialize (lua_State *L, owl_req_t *r, int final) {
   b->len = 0;
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref);
   int ri = lua_gettop(L);
-  lua_getiuservalue(L, ri, UV_REASON);
-  size_t rl = 0;
-  const char *reason = lua_tolstring(L, -1, &rl);
-  if (reason == NULL) {
-    reason = owl_reason(r->status);
-    rl = strlen(reason);
-  }
   char num[24];
-  char *d = owl_fmt_uint(num + sizeof num, (uint64_t)r->status, 10);
-  size_t dl = (size_t)(num + sizeof num - d);
-  if (owl_buf_reserve(b, 9 + dl + 1 + rl + 2))
-    luaL_error(L, "not enough memory");
-  char *w = b->base;
-  memcpy(w, "HTTP/1.1 ", 9);
-  memcpy(w + 9, d, dl);
-  w += 9 + dl;
-  *w++ = ' ';
-  memcpy(w, reason, rl);
-  memcpy(w + rl, "\r\n", 2);
-  b->len = 9 + dl + 1 + rl + 2;
+  char *d;
+  if (lua_getiuservalue(L, ri, UV_REASON) == LUA_TNIL && r->status == 200)
+    append(L, b, "HTTP/1.1 200 OK\r\n", 17);
+  else {
+    size_t rl = 0;
+    const char *reason = lua_tolstring(L, -1, &rl);
+    if (reason == NULL) {
+      reason = owl_reason(r->status);
+      rl = strlen(reason);
+    }
+    d = owl_fmt_uint(num + sizeof num, (uint64_t)r->status, 10);
+    size_t dl = (size_t)(num + sizeof num - d);
+    if (owl_buf_reserve(b, 9 + dl + 1 + rl + 2))
+      luaL_error(L, "not enough memory");
+    char *w = b->base;
+    memcpy(w, "HTTP/1.1 ", 9);
+    memcpy(w + 9, d, dl);
+    w += 9 + dl;
+    *w++ = ' ';
+    memcpy(w, reason, rl);
+    memcpy(w + rl, "\r\n", 2);
+    b->len = 9 + dl + 1 + rl + 2;
+  }
   lua_pop(L, 1);
   int ht = lua_getiuservalue(L, ri, UV_RESPH);
   if (ht == LUA_TSTRING) {                  /* header lines made by the server */

@@ -39,6 +39,11 @@ enum {
   K_FIRSTV = K_SCHEME           /* the first key not stored at first */
 };
 
+/* values kept after the keys in the keys array: no hashing per request */
+#define K_EMPTY (K_LAST + 1)      /* "" */
+#define K_SLASH (K_LAST + 2)      /* "/" */
+#define K_METHOD0 (K_LAST + 3)    /* + method: its name, stored on first use */
+
 
 /* env[&owl_req_key] holds the request userdata */
 extern const char owl_req_key;
