@@ -78,6 +78,10 @@ void owl_buf_consume (owl_buf_t *b, size_t n) {
 
 
 void owl_buf_free (owl_buf_t *b) {
+  if (b->base == NULL) {                  /* nothing to give back */
+    b->len = b->cap = 0;
+    return;
+  }
   if (b->cap == OWL_BUF_MIN && npool < POOL_MAX)
     pool[npool++] = b->base;
   else

@@ -184,16 +184,27 @@ static int on_header_value_complete (llhttp_t *p) {
 
 
 /* RFC 9110 7.2: Host is uri-host [ ":" port ], no userinfo, no path. */
+/* A byte of a Host value: ALPHA, DIGIT or one of "-._~!$&'()*+,;=%:[]". */
+static int hostchar (unsigned char ch) {
+  if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
+    return 1;
+  switch (ch) {
+    case '-': case '.': case '_': case '~': case '!': case '$': case '&':
+    case '\'': case '(': case ')': case '*': case '+': case ',': case ';':
+    case '=': case '%': case ':': case '[': case ']':
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+
 static int check_host (const char *v, size_t n) {
-  static const char ok[] = "-._~!$&'()*+,;=%:[]";
   while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
     n--;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char ch = (unsigned char)v[i];
-    if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-          (ch >= '0' && ch <= '9') || (ch != 0 && strchr(ok, ch))))
+  for (size_t i = 0; i < n; i++)
+    if (!hostchar((unsigned char)v[i]))
       return -1;
-  }
   return 0;
 }
 

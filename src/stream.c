@@ -50,14 +50,16 @@ static owl_req_t *checkstream (lua_State *L, int idx, const char *tname) {
 }
 
 
+static const void *out_mt;          /* OUT_T's metatable (the registry keeps it) */
+
+
 /*
-** The output stream at 1, which is its request.  Upvalue 1 of the output
-** methods is OUT_T's metatable: the check costs no registry lookup.
+** The output stream at 1, which is its request.  Its metatable is told by
+** address: the check costs no registry lookup.
 */
 static owl_req_t *checkout (lua_State *L) {
   owl_req_t *r = lua_touserdata(L, 1);
-  if (r == NULL || !lua_getmetatable(L, 1) ||
-      !lua_rawequal(L, -1, lua_upvalueindex(1)))
+  if (r == NULL || !lua_getmetatable(L, 1) || lua_topointer(L, -1) != out_mt)
     r = luaL_checkudata(L, 1, OUT_T);       /* raises the usual message */
   else
     lua_pop(L, 1);
@@ -290,9 +292,9 @@ void owl_open_stream (lua_State *L) {
   };
   owl_newclass(L, IN_T, in_m, in_tostring, NULL);
   luaL_newmetatable(L, OUT_T);
+  out_mt = lua_topointer(L, -1);
   lua_createtable(L, 0, 2);
-  lua_pushvalue(L, -2);
-  luaL_setfuncs(L, out_m, 1);               /* each over the metatable */
+  luaL_setfuncs(L, out_m, 0);
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, out_tostring);
   lua_setfield(L, -2, "__tostring");
