@@ -183,7 +183,6 @@ static int on_header_value_complete (llhttp_t *p) {
 }
 
 
-/* RFC 9110 7.2: Host is uri-host [ ":" port ], no userinfo, no path. */
 /* A byte of a Host value: ALPHA, DIGIT or one of "-._~!$&'()*+,;=%:[]". */
 static int hostchar (unsigned char ch) {
   if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
@@ -199,6 +198,7 @@ static int hostchar (unsigned char ch) {
 }
 
 
+/* RFC 9110 7.2: Host is uri-host [ ":" port ], no userinfo, no path. */
 static int check_host (const char *v, size_t n) {
   while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
     n--;
