@@ -688,6 +688,7 @@ end
 -- Cancellation tokens in pure Lua (the test host's; a WSAPI host never says
 -- when its client goes away, so CallCancelled never fires here).
 local token = require("owin.test.loop").token
+local util = require("owin.test.util")
 
 local STATUS, REASON, RESPH = "owin.ResponseStatusCode", "owin.ResponseReasonPhrase",
   "owin.ResponseHeaders"
@@ -696,11 +697,7 @@ local STATUS, REASON, RESPH = "owin.ResponseStatusCode", "owin.ResponseReasonPhr
 -- callbacks run (last registered first), then status and headers freeze.
 commit = function(st)
   if st.committed then return end
-  local cbs = st.onsend
-  st.onsend = nil
-  if cbs then
-    for i = cbs.n - 1, 1, -2 do cbs[i](cbs[i + 1]) end
-  end
+  util.run_sending_headers(st)
   st.committed = true
   headers_lib.freeze(st.headers)
   local status = st.status
@@ -758,20 +755,7 @@ local function new_env(st, w)
     ["server.LocalIpAddress"] = laddr,
     ["server.LocalPort"] = lport,
     ["server.IsLocal"] = is_local,
-    ["server.OnSendingHeaders"] = function(cb, state)
-      if type(cb) ~= "function" then
-        error("bad argument #1 to 'OnSendingHeaders' (function expected, got " ..
-          type(cb) .. ")", 2)
-      end
-      if st.committed then error("server.OnSendingHeaders: headers already sent", 2) end
-      local cbs = st.onsend
-      if not cbs then
-        cbs = { n = 0 }
-        st.onsend = cbs
-      end
-      cbs[cbs.n + 1], cbs[cbs.n + 2] = cb, state
-      cbs.n = cbs.n + 2
-    end,
+    ["server.OnSendingHeaders"] = util.on_sending_headers(st),
     ["host.OnAppDisposing"] = token(),
     ["wsapi.env"] = w,
   }

@@ -229,14 +229,7 @@ local function build_env(R, path, query)
   env["server.LocalIpAddress"] = o.local_ip
   env["server.LocalPort"] = tostring(o.port)
   env["server.IsLocal"] = o.remote_ip == o.local_ip
-  env["server.OnSendingHeaders"] = function(callback, state)
-    if type(callback) ~= "function" then util.typeerror(1, "function", callback) end
-    if R.committed then raise("server.OnSendingHeaders: headers already sent") end
-    local t = R.onsend or { n = 0 }
-    R.onsend = t
-    t[t.n + 1], t[t.n + 2] = callback, state
-    t.n = t.n + 2
-  end
+  env["server.OnSendingHeaders"] = util.on_sending_headers(R)
   env["host.OnAppDisposing"] = R.client.disposing
   env["sendfile.SendAsync"] = function(p, off, len, cancel) return stream.sendfile(R, p, off, len, cancel) end
   if R.upgrade == 2 then

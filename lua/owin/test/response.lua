@@ -62,11 +62,7 @@ end
 -- callbacks (last registered first), then status and headers freeze.
 local function commit(R)
   if R.committed then return end
-  local cbs = R.onsend
-  R.onsend = nil
-  if cbs then
-    for i = cbs.n - 1, 1, -2 do cbs[i](cbs[i + 1]) end
-  end
+  util.run_sending_headers(R)
   R.committed = true
   local h = R.resph
   if h then

@@ -61,6 +61,29 @@ function M.typeerror(n, expected, got)
   return M.argerror(n, expected .. " expected, got " .. M.typename(got))
 end
 
+-- server.OnSendingHeaders of a pure-Lua host (owin.test, owin.wsapi's
+-- handler): the function the env holds for the response state st.  It keeps
+-- (callback, state) pairs in st.onsend until st.committed is set.
+function M.on_sending_headers(st)
+  return function(callback, state)
+    if type(callback) ~= "function" then M.typeerror(1, "function", callback) end
+    if st.committed then M.raise("server.OnSendingHeaders: headers already sent") end
+    local t = st.onsend or { n = 0 }
+    st.onsend = t
+    t[t.n + 1], t[t.n + 2] = callback, state
+    t.n = t.n + 2
+  end
+end
+
+-- Runs st's OnSendingHeaders callbacks once, last registered first.
+function M.run_sending_headers(st)
+  local cbs = st.onsend
+  st.onsend = nil
+  if cbs then
+    for i = cbs.n - 1, 1, -2 do cbs[i](cbs[i + 1]) end
+  end
+end
+
 -- lua_tolstring: strings and numbers as strings, anything else nil.
 function M.tostr(v)
   local t = type(v)
