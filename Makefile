@@ -19,7 +19,7 @@ WARNINGS ?= -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
             -Wno-unused-parameter
 SANITIZE ?= -fsanitize=address,undefined -fno-sanitize-recover=undefined \
             -fno-omit-frame-pointer
-DEPS ?= tools/install-deps
+DEPS ?= sh tools/install-deps
 BROWSER_DEPS ?= tools/install-browser
 APP ?= apps/hello.lua
 
@@ -47,10 +47,28 @@ CODEC_SRCS = src/chunked.c src/ws.c src/ws_handshake.c src/codec_lua.c
 .PHONY: all deps browser-deps run test test-unit test-e2e test-browser install \
         uninstall clean bench bench-smoke
 
-all: deps owinlua
+all: owinlua
+
+# The Debian packages are installed before the build graph is read.  make
+# first brings its included makefiles up to date; build/deps.mk is made by
+# running $(DEPS), and because it was remade, make starts over and reads
+# this file afresh, now with the llhttp sources on disk (a make that had
+# looked at $(LLHTTP_SRCDIR) before they existed would keep thinking they
+# are missing).  The stamp is remade when the install step or this file
+# changes; `make deps` runs the step again at any time.  Set DEPS=true to
+# skip it on a machine that is not Debian.
+NODEPS_GOALS = deps clean uninstall
+ifneq ($(if $(MAKECMDGOALS),$(filter-out $(NODEPS_GOALS),$(MAKECMDGOALS)),all),)
+include build/deps.mk
+endif
+
+build/deps.mk: tools/install-deps Makefile
+	@$(DEPS)
+	@mkdir -p $(@D)
+	@echo "# the packages were checked by $(DEPS)" >$@
 
 deps:
-	@sh $(DEPS)
+	@$(DEPS)
 
 # Debian's chromium and playwright-core from npm, for the browser spec.
 browser-deps:
@@ -89,10 +107,10 @@ run: all
 # The suite: unit specs, end-to-end specs with the release binary, and the
 # end-to-end specs again with the sanitized binary.  The last line is
 # "N passed, N failed".
-test: deps browser-deps owinlua owinlua-asan build/owl_codec.so
+test: browser-deps owinlua owinlua-asan build/owl_codec.so
 	@BUSTED="$(BUSTED)" LUA="$(LUA)" sh tools/run-tests
 
-test-unit: deps build/owl_codec.so
+test-unit: build/owl_codec.so
 	$(BUSTED) --lua=$(LUA) --run=unit
 
 test-e2e: all browser-deps
