@@ -63,6 +63,9 @@ struct owl_wsock {
   char *reason;                 /* the peer's close reason, malloc'd when a
                                    close frame brings one, owned */
   unsigned client_code;
+  unsigned fail_code;           /* a protocol violation: the close code to
+                                   send once the messages before it are
+                                   taken (0: none) */
   unsigned char nwait, wcap;
   unsigned char timer;          /* W_* */
   unsigned char reason_len;
@@ -176,10 +179,16 @@ static void send_close (owl_wsock_t *w, unsigned code, const char *reason,
 
 /* {====== input */
 
-/* Answers the peer's close frame (its code echoed) and closes after it. */
+/*
+** Answers the peer's close frame (its code echoed), or fails the
+** connection after a protocol violation (its code), and closes after it.
+*/
 static void reply_close (owl_wsock_t *w) {
-  send_close(w, w->client_code == OWL_WS_NO_STATUS || w->client_code == 1006 ?
-             OWL_WS_NORMAL : w->client_code, NULL, 0);
+  if (w->fail_code)
+    send_close(w, w->fail_code, NULL, 0);
+  else
+    send_close(w, w->client_code == OWL_WS_NO_STATUS || w->client_code == 1006 ?
+               OWL_WS_NORMAL : w->client_code, NULL, 0);
   if (w->conn)
     w->conn->close_after = 1;
 }
@@ -243,10 +252,14 @@ void owl_wsock_on_read (owl_wsock_t *w, char *p, size_t n) {
     long r = owl_ws_feed(&w->codec, p, n, &events, w);
     if (r < 0) {                            /* fail the connection (7.1.7) */
       unsigned code = (unsigned)-r;
-      send_close(w, owl_ws_close_valid(code) ? code : OWL_WS_INTERNAL, NULL, 0);
+      w->fail_code = owl_ws_close_valid(code) ? code : OWL_WS_INTERNAL;
       w->close_rcvd = 1;                    /* read no more */
       w->client_code = 1006;
-      c->close_after = 1;
+      /* frames are handled in order: messages complete before the
+      ** violation reach the app, and what it sends for them goes out
+      ** before the close (recv_k sends it once the queue is empty) */
+      if (w->head == NULL)
+        reply_close(w);
     }
   }
   c->in_drive = 1;

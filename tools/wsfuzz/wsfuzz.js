@@ -61,6 +61,9 @@ function usage(msg) {
                          INFORMATIONAL
   --settle SEC           quiet time before closing where nothing is expected
                          back (default 0.2)
+  --one-write            frames a case sends one after another without a
+                         pause (no chops, no delays) go out in one write, so
+                         the server reads them together
   --list                 print the cases and exit
   --verbose              print events of non-OK cases
 `);
@@ -101,6 +104,7 @@ function parseArgs(argv) {
       case '--settle': o.settle = Number(val()); break;
       case '--max-message': o.maxMessage = parseSize(val()); break;
       case '--full': o.full = true; break;
+      case '--one-write': o.oneWrite = true; break;
       case '--deflate': o.deflate = val(); break;
       case '--list': o.list = true; break;
       case '--verbose': case '-v': o.verbose = true; break;
@@ -745,6 +749,7 @@ class Conn {
   // connection and reads no more, and our framing is broken from then on, so
   // no close is sent back (RFC 6455 7.1.7 lets the server just close).
   async send(buf, o = {}) {
+    if (this.cfg.oneWrite && !o.chop && !o.delay && !o.direct) return this.batched(buf);
     o = Object.assign({}, o, { _t0: now() });
     const piece = o.chop || 64 * KiB;
     this.sending++;
@@ -765,6 +770,23 @@ class Conn {
         if (!this.desync) this.sendClose(code, undefined, { auto: true });
       }
     }
+  }
+
+  // --one-write: buf joins the frames sent since the event loop last ran;
+  // they go out together, in one write, from setImmediate.  The caller's
+  // await ends at once, so its next frame joins the same batch.
+  batched(buf) {
+    if (this.tcpClosed) return Promise.resolve(false);
+    if (!this.batch) {
+      this.batch = [];
+      setImmediate(() => {
+        const all = Buffer.concat(this.batch);
+        this.batch = null;
+        this.send(all, { direct: true });
+      });
+    }
+    this.batch.push(buf);
+    return Promise.resolve(true);
   }
 
   // true when the close frame was already there when this send started
