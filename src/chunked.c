@@ -23,7 +23,8 @@
 enum {
   S_SIZE0,        /* first hex digit of a chunk size */
   S_SIZE,         /* more hex digits */
-  S_SIZE_WS,      /* BWS after the size or an extension */
+  S_SIZE_WS,      /* BWS after the size or an extension: ";" must follow */
+  S_EXT_END,      /* just after a quoted value */
   S_EXT_NAME0,    /* BWS, then the first character of an extension name */
   S_EXT_NAME,
   S_EXT_NAME_WS,  /* BWS after a name: "=" may still come */
@@ -46,7 +47,9 @@ enum {
 
 /*
 ** After a size, an extension name or a value: ";" starts an extension, CR
-** ends the line, BWS moves to ws; anything else is an error (-1).
+** ends the line, BWS moves to ws; anything else is an error (-1).  BWS
+** comes only before ";" or "=" (chunk-ext = *( BWS ";" ... )): after it,
+** next_ws refuses the CR, so "5 \r\n" and "5;a=b \r\n" are errors.
 */
 static int next_item (unsigned char c, int ws) {
   if (c == ';')
@@ -56,6 +59,11 @@ static int next_item (unsigned char c, int ws) {
   if (c == ' ' || c == '\t')
     return ws;
   return -1;
+}
+
+
+static int next_ws (unsigned char c, int ws) {
+  return c == '\r' ? -1 : next_item(c, ws);
 }
 
 
@@ -112,7 +120,11 @@ long owl_chunked_decode (owl_chunked_t *d, const char *p, size_t n,
         break;
       }
       case S_SIZE_WS:
+        if ((d->state = next_ws(c, S_SIZE_WS)) < 0)
+          return -1;
+        break;
       case S_EXT_TOKEN:
+      case S_EXT_END:
         if (d->state == S_EXT_TOKEN && owl_istchar(c))
           break;
         if ((d->state = next_item(c, S_SIZE_WS)) < 0)
@@ -130,7 +142,8 @@ long owl_chunked_decode (owl_chunked_t *d, const char *p, size_t n,
           break;
         if (c == '=')
           d->state = S_EXT_EQ;
-        else if ((d->state = next_item(c, S_EXT_NAME_WS)) < 0)
+        else if ((d->state = d->state == S_EXT_NAME ? next_item(c, S_EXT_NAME_WS)
+                                                    : next_ws(c, S_EXT_NAME_WS)) < 0)
           return -1;
         break;
       case S_EXT_EQ:
@@ -143,7 +156,7 @@ long owl_chunked_decode (owl_chunked_t *d, const char *p, size_t n,
         break;
       case S_EXT_QUOTED:
         if (c == '"')
-          d->state = S_SIZE_WS;
+          d->state = S_EXT_END;
         else if (c == '\\')
           d->state = S_EXT_ESCAPE;
         else if (c < 0x20 && c != '\t')

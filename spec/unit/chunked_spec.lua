@@ -52,7 +52,7 @@ describe("#unit chunked decoder", function()
 
   describe("accepts the extension forms of RFC 9112 7.1.1", function()
     for _, ext in ipairs({ ";a", ";a=b", ";a=1;b=2", ";a=1;b", " ;a", "; a", ";a = b",
-                           ";a=\"quoted \\\" pair\"", ";a=\"\"", "\t;a=b\t" }) do
+                           ";a=\"quoted \\\" pair\"", ";a=\"\"", "\t;a=b", ";a=\"q\" ;b" }) do
       it(string.format("%q", ext), function()
         local body, _, done = decode("3" .. ext .. "\r\nabc\r\n0\r\n\r\n")
         assert.equal("abc", body)
@@ -81,6 +81,14 @@ describe("#unit chunked decoder", function()
       ["a trailer without a colon"] = "0\r\nX-T\r\n\r\n",
       ["a trailer ended by a bare LF"] = "0\r\nX-T: a\n\r\n",
       ["a bare LF at the end"] = "0\r\n\n",
+      -- BWS comes only before ";" or "=" (chunk-ext = *( BWS ";" ... ))
+      ["a space after the size"] = "3 \r\nabc\r\n0\r\n\r\n",
+      ["a tab after the size"] = "3\t\r\nabc\r\n0\r\n\r\n",
+      ["a space after the last size"] = "3\r\nabc\r\n0 \r\n\r\n",
+      ["a space after an extension name"] = "3;a \r\nabc\r\n0\r\n\r\n",
+      ["a space after an extension value"] = "3;a=b \r\nabc\r\n0\r\n\r\n",
+      ["a space after a quoted value"] = "3;a=\"b\" \r\nabc\r\n0\r\n\r\n",
+      ["a space after a semicolon only"] = "3; \r\nabc\r\n0\r\n\r\n",
     }
     for what, input in pairs(bad) do
       it(what, function()
