@@ -122,6 +122,9 @@ static int on_url (llhttp_t *p, const char *at, size_t n) {
     return refuse(c, 500);
   if (field(c, 0)[1] + n > c->srv->opt.max_target)
     return refuse(c, 414);
+  for (size_t i = 0; i < n; i++)    /* RFC 3986: other bytes are %-encoded */
+    if ((unsigned char)at[i] <= ' ' || (unsigned char)at[i] >= 0x7f)
+      return refuse(c, 400);
   if (count_head(c, n))
     return refuse(c, 431);
   return field_add(c, at, n, 0) ? refuse(c, 500) : 0;
@@ -178,6 +181,10 @@ static int on_header_value_complete (llhttp_t *p) {
     return refuse(c, 500);          /* an empty value */
   else if (c->hstate == H_LINE || c->hstate == H_NAME)
     return refuse(c, 400);
+  size_t *f = field(c, nfields(c) - 1);
+  const char *v = c->head.base + f[0];
+  while (f[1] > 0 && (v[f[1] - 1] == ' ' || v[f[1] - 1] == '\t'))
+    f[1]--;                         /* RFC 9110 5.5: no trailing OWS */
   c->hstate = H_LINE;
   return 0;
 }
@@ -287,13 +294,18 @@ static int on_headers_complete (llhttp_t *p) {
   owl_conn_t *c = CONN(p);
   owl_options_t *o = &c->srv->opt;
   size_t n = nfields(c);
-  int nhost = 0, nchunked = 0, te = 0;
+  int nhost = 0, nchunked = 0, te = 0, close = 0, keep = 0;
   if (n == 0)
     return refuse(c, 400);
   if (p->http_major != 1)
     return refuse(c, 505);
   for (size_t i = 1; i + 1 < n; i += 2) {
-    if (field_is(c, i, "host", 4)) {
+    if (field_is(c, i, "connection", 10)) {
+      size_t *f = field(c, i + 1);
+      close |= owl_list_has(c->head.base + f[0], f[1], "close", 5);
+      keep |= owl_list_has(c->head.base + f[0], f[1], "keep-alive", 10);
+    }
+    else if (field_is(c, i, "host", 4)) {
       size_t *f = field(c, i + 1);
       if (check_host(c->head.base + f[0], f[1]))
         return refuse(c, 400);
@@ -310,6 +322,17 @@ static int on_headers_complete (llhttp_t *p) {
     return refuse(c, 400);
   if (te && (nchunked != 1 || p->http_minor == 0))
     return refuse(c, 400);
+  /* The framing and the keep-alive decision are ours, from the values as
+  ** RFC 9110 5.5 reads them (no leading or trailing OWS): llhttp 8.1 keeps
+  ** a trailing tab, and would take "chunked\t" for an unknown coding and
+  ** "close\t" for another token. */
+  if (te)
+    p->flags |= F_CHUNKED;
+  p->flags &= ~(uint16_t)(F_CONNECTION_CLOSE | F_CONNECTION_KEEP_ALIVE);
+  if (close)
+    p->flags |= F_CONNECTION_CLOSE;
+  else if (keep)
+    p->flags |= F_CONNECTION_KEEP_ALIVE;
   if (o->max_body && (p->flags & F_CONTENT_LENGTH) && p->content_length > o->max_body)
     return refuse(c, 413);
   int up = check_upgrade(c, p);
@@ -429,21 +452,31 @@ static int error_status (owl_conn_t *c, llhttp_errno_t err, const char *p,
 
 
 /*
-** Head bytes may not hold a bare LF, nor start a line with SP or HTAB
-** (obs-fold).  c->last is the byte before p.
+** Head bytes may not hold a bare LF or a bare CR (RFC 9112 2.2: a CR not
+** followed by LF is rejected, so that no proxy in front reads the line
+** differently), nor start a line with SP or HTAB (obs-fold).  c->last is
+** the byte before p.
 */
 static int scanhead (owl_conn_t *c, const char *p, size_t n) {
   if (n == 0)
     return 0;
+  if (c->last == '\r' && p[0] != '\n')
+    return -1;
   if (c->last == '\n' && (p[0] == ' ' || p[0] == '\t'))
     return -1;
-  const char *e = p + n, *lf = p;
+  const char *e = p + n, *lf = p, *cr = p;
   while ((lf = memchr(lf, '\n', (size_t)(e - lf))) != NULL) {
     if ((lf == p ? c->last : (unsigned char)lf[-1]) != '\r')
       return -1;
     if (++lf == e)
       break;
     if (*lf == ' ' || *lf == '\t')
+      return -1;
+  }
+  while ((cr = memchr(cr, '\r', (size_t)(e - cr))) != NULL) {
+    if (++cr == e)
+      break;                        /* the next bytes say */
+    if (*cr != '\n')
       return -1;
   }
   c->last = (unsigned char)e[-1];
