@@ -19,7 +19,7 @@
 -- aborted, cancelled, timed_out, continued, flushes, id, socket }:
 -- headers maps lowercase names to the values joined with ", "; list holds
 -- every { name, value } as sent (the spelling the app gave, repeated
--- headers apart).  See README.md, "Testing your own app with busted".
+-- headers apart).  See docs/testing.md.
 --
 -- Waiting: requiring this module wraps owin.sleep, owin.now and
 -- owin.request_id in the `owin` module table.  Inside a request of the
