@@ -1,5 +1,5 @@
--- owin.context: request and response objects over an OWIN env (OWIN-LUA.md
--- section 5), what ASP.NET Core's HttpContext is over OWIN.
+-- owin.context: request and response objects over an OWIN env (docs/context.md),
+-- what ASP.NET Core's HttpContext is over OWIN.
 --
 --   local context = require("owin.context")       -- also owin.context once loaded
 --   app.use(function(env, next)                     -- raw env middleware ...

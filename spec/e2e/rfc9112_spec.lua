@@ -1,6 +1,6 @@
 -- HTTP/1.1 conformance of the real owinlua binary, from RFC 9112 (message
 -- syntax and framing) and RFC 9110 where it governs (methods, HEAD, 1xx, 204,
--- 304, Date, Host), plus the limits and faults OWIN-LUA.md section 3 names.
+-- 304, Date, Host), plus the limits and faults docs/http.md names.
 --
 -- Written from the RFCs and the contract only. Every request is raw bytes on a
 -- real socket; every answer is checked for its exact status, that the app was

@@ -1,4 +1,4 @@
--- WebSockets through the real server (RFC 6455, RFC 7692, OWIN-LUA.md 4).
+-- WebSockets through the real server (RFC 6455, RFC 7692, docs/websockets.md).
 local server = require("helpers.server")
 local http = require("helpers.http")
 local ws = require("helpers.ws")

@@ -1,4 +1,4 @@
--- WSAPI interop over real processes (OWIN-LUA.md section 5), with Debian's
+-- WSAPI interop over real processes (docs/wsapi.md), with Debian's
 -- lua-wsapi: WSAPI applications (apps/wsapi.lua, the sample of Debian's
 -- wsapi.cgi(1) man page, probes) served by the owinlua binary on port 0 and
 -- spoken to over sockets; and owinlua apps run by Debian's WSAPI CGI

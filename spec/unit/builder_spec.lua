@@ -1,4 +1,4 @@
--- The pipeline builder of lua/owin/init.lua (OWIN-LUA.md section 1), driven
+-- The pipeline builder of lua/owin/init.lua (docs/api.md), driven
 -- in plain Lua: fake env tables, no server.  Each fake request runs in its
 -- own coroutine registered with owin.set_env, as a host does, so that
 -- next() without an argument finds its env.
@@ -559,8 +559,8 @@ describe("pipeline builder #unit", function()
     end)
   end)
 
-  -- owin.cli.load_app turns an app script into an AppFunc (OWIN-LUA.md
-  -- section 1: the global `app`, or a returned AppFunc or builder).
+  -- owin.cli.load_app turns an app script into an AppFunc (docs/api.md)
+  -- the global `app`, or a returned AppFunc or builder).
   describe("app scripts", function()
     -- Calls f(path) with `source` in a temporary file; one per test, since
     -- busted keeps a single finally handler per test.

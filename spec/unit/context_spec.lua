@@ -1,4 +1,4 @@
--- owin.context (lua/owin/context.lua, OWIN-LUA.md section 5) driven in plain
+-- owin.context (lua/owin/context.lua, docs/context.md) driven in plain
 -- Lua: fake env tables shaped like the server's (case-insensitive headers
 -- tables, response keys that refuse changes once the headers went out,
 -- streams shaped like file handles), no server.

@@ -1,4 +1,4 @@
--- owin.test, the in-process test host (OWIN-LUA.md section 5), in plain
+-- owin.test, the in-process test host (docs/testing.md), in plain
 -- Lua: no sockets, no C server, virtual time.  What it must mirror of the
 -- server is in spec/e2e/env_spec.lua, streaming_spec.lua and
 -- websocket_spec.lua; spec/e2e/test_host_parity_spec.lua runs the same apps

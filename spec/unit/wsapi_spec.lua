@@ -1,4 +1,4 @@
--- owin.wsapi (OWIN-LUA.md section 5) and owin.headers in plain Lua: no
+-- owin.wsapi (docs/wsapi.md) and owin.headers in plain Lua: no
 -- server.  OWIN -> WSAPI runs WSAPI apps on fake OWIN envs whose streams
 -- behave like the server's (short reads, reads that may only wait in the
 -- request's coroutine); WSAPI -> OWIN runs owinlua apps on WSAPI envs made
