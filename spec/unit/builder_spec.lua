@@ -559,7 +559,7 @@ describe("pipeline builder #unit", function()
     end)
   end)
 
-  -- owin.cli.load_app turns an app script into an AppFunc (docs/api.md)
+  -- owin.cli.load_app turns an app script into an AppFunc (docs/api.md:
   -- the global `app`, or a returned AppFunc or builder).
   describe("app scripts", function()
     -- Calls f(path) with `source` in a temporary file; one per test, since
