@@ -57,7 +57,7 @@ all: owinlua
 # are missing).  The stamp is remade when the install step or this file
 # changes; `make deps` runs the step again at any time.  Set DEPS=true to
 # skip it on a machine that is not Debian.
-NODEPS_GOALS = deps clean uninstall
+NODEPS_GOALS = deps clean uninstall build/hostile
 ifneq ($(if $(MAKECMDGOALS),$(filter-out $(NODEPS_GOALS),$(MAKECMDGOALS)),all),)
 include build/deps.mk
 endif
@@ -79,6 +79,12 @@ owinlua: $(OBJS) $(LLHTTP_OBJS)
 
 owinlua-asan: $(ASAN_OBJS) $(ASAN_LLHTTP_OBJS)
 	$(CC) $(ALL_CFLAGS) $(SANITIZE) -o $@ $^ $(LIBS) $(LDFLAGS)
+
+# The hostile clients of spec/e2e/hostile_clients_spec.lua (slowloris, a
+# slow reader): libc only, so no Debian package is needed to build it.
+build/hostile: tools/hostile/hostile.c
+	@mkdir -p $(@D)
+	$(CC) -std=gnu99 $(CFLAGS) $(WARNINGS) -o $@ $<
 
 # The pure codecs as a Lua module, for their unit specs.
 build/owl_codec.so: $(CODEC_SRCS) src/chunked.h src/ws.h src/token.h
@@ -107,13 +113,13 @@ run: all
 # The suite: unit specs, end-to-end specs with the release binary, and the
 # end-to-end specs again with the sanitized binary.  The last line is
 # "N passed, N failed".
-test: browser-deps owinlua owinlua-asan build/owl_codec.so
+test: browser-deps owinlua owinlua-asan build/owl_codec.so build/hostile
 	@BUSTED="$(BUSTED)" LUA="$(LUA)" sh tools/run-tests
 
 test-unit: build/owl_codec.so
 	$(BUSTED) --lua=$(LUA) --run=unit
 
-test-e2e: all browser-deps
+test-e2e: all browser-deps build/hostile
 	$(BUSTED) --lua=$(LUA) --run=e2e
 
 test-browser: all browser-deps

@@ -110,7 +110,10 @@ end
 
 -- start(app, args, opts) -> server
 -- app: path of an app script; args: extra CLI arguments; opts.env: table of
--- environment variables; opts.listen: override the --listen value.
+-- environment variables; opts.listen: override the --listen value;
+-- opts.nofile: the shell sets RLIMIT_NOFILE to this many descriptors before
+-- it starts the server (ulimit -n; a failure to raise it is left for the
+-- caller to notice in /proc/PID/limits).
 function M.start(app, args, opts)
   opts = opts or {}
   local errfile = tmpname()
@@ -127,11 +130,12 @@ function M.start(app, args, opts)
   for _, a in ipairs(args or {}) do cmd[#cmd + 1] = shell_quote(a) end
   if app then cmd[#cmd + 1] = shell_quote(app) end
   local line
+  local limit = opts.nofile and string.format("ulimit -n %d 2>/dev/null; ", opts.nofile) or ""
   if #parts > 0 then
-    line = string.format("exec 2>%s; echo $$; exec env %s %s", errfile,
+    line = string.format("exec 2>%s; %secho $$; exec env %s %s", errfile, limit,
       table.concat(parts, " "), table.concat(cmd, " "))
   else
-    line = string.format("exec 2>%s; echo $$; exec %s", errfile, table.concat(cmd, " "))
+    line = string.format("exec 2>%s; %secho $$; exec %s", errfile, limit, table.concat(cmd, " "))
   end
   local proc = assert(io.popen(line, "r"))
   local pid = proc:read("l")
