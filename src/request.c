@@ -757,7 +757,7 @@ static void req_after (owl_task_t *t, int status) {
       r->abort = 1;
     lua_pop(L, 1);
   }
-  else if (r->abort)
+  else if (r->abort && c != NULL)         /* not when the client left */
     log_error(r, "app error", "response body is shorter than its Content-Length");
   req_end(r, status);
 }
