@@ -112,7 +112,35 @@ static int on_message_begin (llhttp_t *p) {
   c->head_bytes = 0;
   c->nhost = 0;
   c->hstate = H_LINE;
+  c->head_req = 0;
+  c->proto_seen = 0;
   return 0;
+}
+
+
+static int on_method_complete (llhttp_t *p) {
+  CONN(p)->head_req = llhttp_get_method(p) == HTTP_HEAD;
+  return 0;
+}
+
+
+/*
+** The first piece of the version: the 3 bytes before it must be "TP/" of
+** "HTTP/" (RFC 9112 2.3).  llhttp 8.1 also takes "RTSP/" and "ICE/" in a
+** request line; those are not HTTP.  The bytes may have come in an earlier
+** read: c->tail keeps the last 3.
+*/
+static int on_version (llhttp_t *p, const char *at, size_t n) {
+  owl_conn_t *c = CONN(p);
+  char w[3];
+  (void)n;
+  if (c->proto_seen)
+    return 0;
+  c->proto_seen = 1;
+  size_t before = (size_t)(at - c->exec_at);    /* this read's bytes before at */
+  for (size_t back = 3; back >= 1; back--)
+    w[3 - back] = back <= before ? at[-(ptrdiff_t)back] : c->tail[3 - (back - before)];
+  return memcmp(w, "TP/", 3) == 0 ? 0 : refuse(c, 400);
 }
 
 
@@ -299,6 +327,8 @@ static int on_headers_complete (llhttp_t *p) {
     return refuse(c, 400);
   if (p->http_major != 1)
     return refuse(c, 505);
+  if (p->method == HTTP_CONNECT)
+    return refuse(c, 501);          /* no tunnels: this is an origin server */
   for (size_t i = 1; i + 1 < n; i += 2) {
     if (field_is(c, i, "connection", 10)) {
       size_t *f = field(c, i + 1);
@@ -395,7 +425,9 @@ static llhttp_settings_t settings;
 static void init_settings (void) {
   llhttp_settings_init(&settings);
   settings.on_message_begin = on_message_begin;
+  settings.on_method_complete = on_method_complete;
   settings.on_url = on_url;
+  settings.on_version = on_version;
   settings.on_header_field = on_header_field;
   settings.on_header_field_complete = on_header_field_complete;
   settings.on_header_value = on_header_value;
@@ -426,7 +458,12 @@ static int error_status (owl_conn_t *c, llhttp_errno_t err, const char *p,
     return c->err_status;
   if (err == HPE_INVALID_TRANSFER_ENCODING)
     return 501;
-  if (err == HPE_INVALID_METHOD) {
+  /* llhttp's error for an RTSP method (ANNOUNCE, ...) before "HTTP/": to
+  ** HTTP it is a well-formed method this server does not implement */
+  const char *why = llhttp_get_error_reason(&c->parser);
+  if (err == HPE_INVALID_METHOD ||
+      (err == HPE_INVALID_CONSTANT && why != NULL &&
+       strcmp(why, "Invalid method for HTTP/x.x request") == 0)) {
     const char *s = c->line, *e = s + c->line_len;
     while (s < e && (*s == '\r' || *s == '\n'))
       s++;
@@ -498,6 +535,7 @@ static long parse_http (owl_conn_t *c, const char *p, size_t n, int *again) {
     memcpy(c->line + c->line_len, p, k);
     c->line_len += (unsigned char)k;
   }
+  c->exec_at = p;
   llhttp_errno_t err = llhttp_execute(&c->parser, p, n);
   size_t used = n;
   if (err == HPE_PAUSED) {
@@ -512,6 +550,12 @@ static long parse_http (owl_conn_t *c, const char *p, size_t n, int *again) {
     conn_fail(c, 400);
     return -1;
   }
+  if (in_head)                      /* for on_version in the next read */
+    for (size_t i = used < 3 ? 0 : used - 3; i < used; i++) {
+      c->tail[0] = c->tail[1];
+      c->tail[1] = c->tail[2];
+      c->tail[2] = p[i];
+    }
   if (c->head_ready) {
     c->head_ready = 0;
     *again = 1;                     /* a message without body ends here */
@@ -847,6 +891,8 @@ void owl_conn_canned (owl_conn_t *c, int status, const char *extra,
                    s->opt.server_name[0] ? "Server: " : "", s->opt.server_name,
                    s->opt.server_name[0] ? "\r\n" : "", extra ? extra : "", blen,
                    close ? "Connection: close\r\n" : "");
+  if (c->head_req)
+    blen = 0;                       /* the length is said, no body sent */
   if (owl_buf_insert(&c->out, c->out.len - c->held, head, (size_t)n) ||
       owl_buf_insert(&c->out, c->out.len - c->held, body, blen))
     c->close_after = 1;

@@ -182,6 +182,9 @@ struct owl_conn {
   unsigned nreq;                /* requests answered on this connection */
   int hstate;                   /* where the parser is within a header line */
   unsigned char last;           /* last head byte scanned */
+  char tail[3];                 /* the last 3 head bytes parsed before the
+                                   current read (tail[2] the last) */
+  const char *exec_at;          /* start of the bytes llhttp is parsing */
   unsigned char line_len;
   char line[48];                /* first bytes of the message, for errors */
   int nhandles;                 /* open libuv handles; freed at 0 */
@@ -204,6 +207,8 @@ struct owl_conn {
   unsigned msg_done : 1;        /* paused at message complete */
   unsigned nhost : 2;
   unsigned upgrade : 2;         /* 1: Connection: upgrade; 2: a valid WebSocket handshake */
+  unsigned head_req : 1;        /* the message being parsed is a HEAD */
+  unsigned proto_seen : 1;      /* its protocol name was checked */
 };
 
 void owl_conn_accept (uv_stream_t *listener);
