@@ -55,7 +55,9 @@ function owin.sleep(s)
   local n = (type(s) == "number" or type(s) == "string") and tonumber(s)
   if not n then check.typeerror(1, "number", s) end
   if not (n >= 0 and n < 1e9) then check.argerror(1, "must be a number of seconds from 0") end
-  if not coroutine_isyieldable() then check.raise("owin.sleep: not inside a request's coroutine") end
+  if not coroutine_isyieldable() then
+    check.raise("owin.sleep: not inside a request's coroutine")
+  end
   task.loop:sleep(task, n)
 end
 

@@ -1,10 +1,10 @@
 -- owin.test.request: one request in the test host: the env the app gets
 -- (src/env.c: the response keys live outside the env table, answered by
 -- owin.host.response, so setting them after the headers went out raises
--- "headers already sent"), the upgrades (websocket.Accept, opaque.Upgrade, owinlua.AcceptNow), and the
--- request's coroutine: an app error is a 500 before the headers went out
--- and an aborted response after.  The response side is in
--- owin.test.response, the body streams in owin.test.stream.
+-- "headers already sent"), the upgrades (websocket.Accept, opaque.Upgrade,
+-- owinlua.AcceptNow), and the request's coroutine: an app error is a 500
+-- before the headers went out and an aborted response after.  The response
+-- side is in owin.test.response, the body streams in owin.test.stream.
 
 local owin = require("owin")
 local check = require("owin.host.check")
