@@ -75,7 +75,13 @@ local function tostr(v)
   return nil
 end
 
+-- The server's error when an app's coroutine.yield reaches the request's
+-- coroutine: only owinlua's API may yield there.
+local STRAY_YIELD = "the request's coroutine yielded outside owinlua's API " ..
+  "(coroutine.yield in app code?)"
+
 return {
+  STRAY_YIELD = STRAY_YIELD,
   own = own,
   raise = raise,
   argerror = argerror,

@@ -23,8 +23,6 @@ local WAIT = setmetatable({}, { __name = "owin.test.wait" })
 local TASKS = setmetatable({}, { __mode = "k" })
 M.TASKS = TASKS
 
-M.MISUSE = "the request's coroutine yielded outside owinlua's API (coroutine.yield in app code?)"
-
 local MAX_STEPS = 10000000
 
 -- The loop that is running now (owin.now reads its clock outside tasks).
@@ -99,7 +97,7 @@ local function resume(task)
     finish(task, true)
   elseif v ~= WAIT or task.wait == nil then
     task.wait = nil
-    finish(task, false, M.MISUSE)
+    finish(task, false, check.STRAY_YIELD)
   end
 end
 

@@ -269,8 +269,7 @@ local function step(st)
     end
     if r[2] == FLUSH then return true end
     if not coroutine_isyieldable() then
-      return false, debug_traceback(st.co, "the request's coroutine yielded outside " ..
-        "owinlua's API (coroutine.yield in app code?)")
+      return false, debug_traceback(st.co, check.STRAY_YIELD)
     end
     r = table_pack(coroutine_resume(st.co, coroutine_yield(table_unpack(r, 2, r.n))))
   end
