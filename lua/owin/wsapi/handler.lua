@@ -226,7 +226,7 @@ local function new_env(st, w)
     ["owin.RequestBody"] = setmetatable({ st = st, input = input, left = left }, WInput),
     ["owin.RequestId"] = id_prefix .. "-" .. request_count,
     ["owin.ResponseBody"] = setmetatable({ st = st }, WOutput),
-    ["owin.CallCancelled"] = token.new(),
+    ["owin.CallCancelled"] = token.new(),   -- never fired: WSAPI never says the client left
     ["owin.Version"] = "1.0",
     ["server.RemoteIpAddress"] = remote,
     ["server.RemotePort"] = rport,
