@@ -28,6 +28,9 @@ SRCS = src/buf.c src/chunked.c src/env.c src/headers.c src/http1.c \
        src/sendfile.c src/upgrade.c src/websocket.c src/ws.c src/ws_handshake.c
 LUA_MODULES = lua/owin/init.lua lua/owin/cli.lua lua/owin/context.lua lua/owin/headers.lua \
               lua/owin/static.lua lua/owin/websocket.lua lua/owin/wsapi.lua \
+              lua/owin/wsapi/app.lua lua/owin/wsapi/handler.lua \
+              lua/owin/host/check.lua lua/owin/host/response.lua lua/owin/host/status.lua \
+              lua/owin/host/token.lua \
               lua/owin/test.lua lua/owin/test/loop.lua lua/owin/test/request.lua \
               lua/owin/test/response.lua lua/owin/test/stream.lua \
               lua/owin/test/util.lua lua/owin/test/websocket.lua

@@ -29,8 +29,10 @@
 -- the old function: require owin.test first, or call owin.sleep.
 
 local owin = require("owin")
-local util = require("owin.test.util")
-util.own(debug.getinfo(1, "S").source)
+local check = require("owin.host.check")
+check.own(debug.getinfo(1, "S").source)
+local status = require("owin.host.status")
+local token = require("owin.host.token")
 local loop_m = require("owin.test.loop")
 local request = require("owin.test.request")
 local ws = require("owin.test.websocket")
@@ -51,9 +53,11 @@ function owin.sleep(s)
   local task = TASKS[coroutine_running()]
   if task == nil then return real_sleep(s) end
   local n = (type(s) == "number" or type(s) == "string") and tonumber(s)
-  if not n then util.typeerror(1, "number", s) end
-  if not (n >= 0 and n < 1e9) then util.argerror(1, "must be a number of seconds from 0") end
-  if not coroutine_isyieldable() then util.raise("owin.sleep: not inside a request's coroutine") end
+  if not n then check.typeerror(1, "number", s) end
+  if not (n >= 0 and n < 1e9) then check.argerror(1, "must be a number of seconds from 0") end
+  if not coroutine_isyieldable() then
+    check.raise("owin.sleep: not inside a request's coroutine")
+  end
   task.loop:sleep(task, n)
 end
 
@@ -198,7 +202,7 @@ function M.client(app, opts)
   end
   return setmetatable({ app = appfunc, opts = o, loop = loop_m.new(), next_id = 0,
                         inflight = {}, sockets = setmetatable({}, { __mode = "k" }),
-                        disposing = loop_m.token() }, Client)
+                        disposing = token.new() }, Client)
 end
 
 -- Runs what is ready now, without moving the clock.
@@ -322,7 +326,7 @@ end
 -- CallCancelled.
 function Client:shutdown(timeout)
   self.stopping = true
-  loop_m.fire(self.disposing)
+  token.fire(self.disposing)
   for s in pairs(self.sockets) do ws.shutdown(s) end
   local function quiet()
     for R in pairs(self.inflight) do
@@ -336,5 +340,5 @@ function Client:shutdown(timeout)
 end
 -- }======
 
-M.REASONS = request.REASONS
+M.REASONS = status.REASONS
 return M

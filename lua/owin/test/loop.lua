@@ -6,14 +6,14 @@
 -- the next timer, so owin.sleep(30) takes no real time.
 --
 -- A task yielding anything else (coroutine.yield in app code) is an app
--- error, as in the server.  Cancellation tokens live here too.
+-- error, as in the server.
 
-local util = require("owin.test.util")
-util.own(debug.getinfo(1, "S").source)
+local check = require("owin.host.check")
+check.own(debug.getinfo(1, "S").source)
 
 local coroutine_create, coroutine_resume, coroutine_status, coroutine_yield, coroutine_close =
   coroutine.create, coroutine.resume, coroutine.status, coroutine.yield, coroutine.close
-local setmetatable, type, pcall, tostring, error = setmetatable, type, pcall, tostring, error
+local setmetatable, type, pcall, error = setmetatable, type, pcall, error
 
 local M = {}
 
@@ -22,8 +22,6 @@ local WAIT = setmetatable({}, { __name = "owin.test.wait" })
 -- coroutine -> task, for every live task of every loop
 local TASKS = setmetatable({}, { __mode = "k" })
 M.TASKS = TASKS
-
-M.MISUSE = "the request's coroutine yielded outside owinlua's API (coroutine.yield in app code?)"
 
 local MAX_STEPS = 10000000
 
@@ -99,7 +97,7 @@ local function resume(task)
     finish(task, true)
   elseif v ~= WAIT or task.wait == nil then
     task.wait = nil
-    finish(task, false, M.MISUSE)
+    finish(task, false, check.STRAY_YIELD)
   end
 end
 
@@ -187,55 +185,5 @@ function Loop:run(done, deadline)
   if not ok then error(a, 0) end
   return a, b
 end
-
--- {====== cancellation tokens: .cancelled, :register(fn), :cancel()
-
-local CALLBACKS = setmetatable({}, { __mode = "k" })
-
-local Token = { __name = "owin.CancellationToken" }
-local token_methods = {}
-Token.__index = token_methods
-
--- token:register(fn): fn() runs when the token fires (at once if it has).
-function token_methods.register(tok, fn)
-  if type(tok) ~= "table" then util.typeerror(1, "table", tok) end
-  if type(fn) ~= "function" then util.typeerror(2, "function", fn) end
-  if tok.cancelled then
-    fn()
-    return
-  end
-  local cbs = CALLBACKS[tok]
-  if cbs == nil then
-    cbs = {}
-    CALLBACKS[tok] = cbs
-  end
-  cbs[#cbs + 1] = fn
-end
-
--- Fires the token: cancelled = true, then every callback in the order
--- registered; an error in one is logged and the others still run.
-local function fire(tok)
-  if tok.cancelled then return end
-  tok.cancelled = true
-  local cbs = CALLBACKS[tok]
-  CALLBACKS[tok] = nil
-  for i = 1, cbs and #cbs or 0 do
-    local ok, err = pcall(cbs[i])
-    if not ok then
-      io.stderr:write("owinlua: error in a cancellation callback: ", tostring(err), "\n")
-    end
-  end
-end
-M.fire = fire
-
-function token_methods.cancel(tok)
-  if type(tok) ~= "table" then util.typeerror(1, "table", tok) end
-  fire(tok)
-end
-
-function M.token()
-  return setmetatable({ cancelled = false }, Token)
-end
--- }======
 
 return M

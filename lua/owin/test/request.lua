@@ -1,31 +1,34 @@
 -- owin.test.request: one request in the test host: the env the app gets
--- (src/env.c: the response keys live outside the env table, so setting
--- them after the headers went out raises "headers already sent"), the
--- upgrades (websocket.Accept, opaque.Upgrade, owinlua.AcceptNow), and the
--- request's coroutine: an app error is a 500 before the headers went out
--- and an aborted response after.  The response side is in
--- owin.test.response, the body streams in owin.test.stream.
+-- (src/env.c: the response keys live outside the env table, answered by
+-- owin.host.response, so setting them after the headers went out raises
+-- "headers already sent"), the upgrades (websocket.Accept, opaque.Upgrade,
+-- owinlua.AcceptNow), and the request's coroutine: an app error is a 500
+-- before the headers went out and an aborted response after.  The response
+-- side is in owin.test.response, the body streams in owin.test.stream.
 
 local owin = require("owin")
+local check = require("owin.host.check")
+check.own(debug.getinfo(1, "S").source)
 local util = require("owin.test.util")
-util.own(debug.getinfo(1, "S").source)
 local headers = require("owin.headers")     -- the pure-Lua headers tables
+local hresponse = require("owin.host.response")
+local token = require("owin.host.token")
 local loop_m = require("owin.test.loop")
 local response = require("owin.test.response")
 local stream = require("owin.test.stream")
 local ws = require("owin.test.websocket")
 
-local type, setmetatable, tostring, tonumber, rawset, next, ipairs, pairs =
-  type, setmetatable, tostring, tonumber, rawset, next, ipairs, pairs
-local math_tointeger, string_format, table_concat = math.tointeger, string.format, table.concat
-local raise, tostr = util.raise, util.tostr
+local type, setmetatable, tostring, tonumber, rawset, ipairs, pairs =
+  type, setmetatable, tostring, tonumber, rawset, ipairs, pairs
+local string_format, table_concat = string.format, table.concat
+local raise, tostr, typeerror, argerror = check.raise, check.tostr, check.typeerror, check.argerror
+local RESPONSE_KEYS, get, set = hresponse.KEYS, hresponse.get, hresponse.set
 local commit, serialize, finish, canned = response.commit, response.serialize, response.finish,
   response.canned
 
 local M = {}
 
-local STATUS, REASON, RESPH = "owin.ResponseStatusCode", "owin.ResponseReasonPhrase",
-  "owin.ResponseHeaders"
+local RESPH = hresponse.RESPH
 
 local REQS = setmetatable({}, { __mode = "k" })     -- env -> request
 M.REQS = REQS
@@ -70,7 +73,7 @@ local function pick_protocol(proto, offered)
     end
     return proto
   end
-  if type(proto) ~= "table" then util.typeerror(2, "table", proto) end
+  if type(proto) ~= "table" then typeerror(2, "table", proto) end
   for i = 1, #proto do
     local p = tostr(proto[i])
     if p and util.list_has(offered, p) then return p end
@@ -110,9 +113,9 @@ end
 
 -- core.ws_accept's counterpart: answers 101 now, in the request's coroutine.
 local function accept_now(env, proto)
-  if type(env) ~= "table" then util.typeerror(1, "table", env) end
+  if type(env) ~= "table" then typeerror(1, "table", env) end
   local R = REQS[env]
-  if R == nil then util.argerror(1, "OWIN env expected, got table") end
+  if R == nil then argerror(1, "OWIN env expected, got table") end
   if R.gone or R.upgrade ~= 2 then
     raise("not a WebSocket request (check websocket.is_request(env))")
   end
@@ -125,8 +128,8 @@ end
 -- goes out when the pipeline returns.
 local function accept_later(R, kind, name)
   return function(params, callback)
-    if type(callback) ~= "function" then util.typeerror(2, "function", callback) end
-    if params ~= nil and type(params) ~= "table" then util.typeerror(1, "table", params) end
+    if type(callback) ~= "function" then typeerror(2, "function", callback) end
+    if params ~= nil and type(params) ~= "table" then typeerror(1, "table", params) end
     if R.committed or R.upgrade_kind then
       raise(name .. ": the response has already started or was upgraded")
     end
@@ -140,73 +143,22 @@ end
 
 local ENV_MT = { __name = "owin.env" }
 
-local function response_headers(R)
-  local h = R.resph
-  if h == nil then
-    h = headers.new()
-    if R.committed then headers.freeze(h) end
-    R.resph = h
-  end
-  return h
-end
-
 ENV_MT.__index = function(env, k)
-  local R = REQS[env]
-  if k == STATUS then return R.status end
-  if k == REASON then return R.reason end
-  if k == RESPH then return response_headers(R) end
+  if RESPONSE_KEYS[k] then return get(REQS[env], k) end
   if k == "owinlua.AcceptNow" then return accept_now end
   return nil
 end
 
 ENV_MT.__newindex = function(env, k, v)
-  if k ~= STATUS and k ~= REASON and k ~= RESPH then
-    rawset(env, k, v)
-    return
-  end
-  local R = REQS[env]
-  if R.committed then raise("headers already sent: cannot change " .. k) end
-  if k == STATUS then
-    local n = (type(v) == "number" or type(v) == "string") and math_tointeger(tonumber(v))
-    if not n or n < 100 or n > 999 then
-      raise("owin.ResponseStatusCode must be an integer from 100 to 999, got " .. tostring(v))
-    end
-    R.status = n
-  elseif k == REASON then
-    if v ~= nil then
-      v = tostring(v)
-      if v:find("[\r\n%z]") then
-        raise("owin.ResponseReasonPhrase: CR, LF and NUL are not allowed")
-      end
-    end
-    R.reason = v
+  if RESPONSE_KEYS[k] then
+    set(REQS[env], k, v)
   else
-    if type(v) ~= "table" then util.typeerror(3, "table", v) end
-    if not headers.is(v) then v = headers.new(v) end
-    R.resph = v
+    rawset(env, k, v)
   end
 end
-
-local VIRTUAL = { STATUS, REASON, RESPH }
 
 -- pairs(env): the stored keys, then the response keys.
-ENV_MT.__pairs = function(env)
-  local phase = 0
-  return function(_, k)
-    if phase == 0 then
-      local nk, nv = next(env, k)
-      if nk ~= nil then return nk, nv end
-      phase = 1
-    end
-    while phase <= #VIRTUAL do
-      local key = VIRTUAL[phase]
-      phase = phase + 1
-      local v = env[key]
-      if v ~= nil then return key, v end
-    end
-    return nil
-  end, env, nil
-end
+ENV_MT.__pairs = hresponse.pairs
 
 local function build_env(R, path, query)
   local env = setmetatable({}, ENV_MT)
@@ -229,7 +181,7 @@ local function build_env(R, path, query)
   env["server.LocalIpAddress"] = o.local_ip
   env["server.LocalPort"] = tostring(o.port)
   env["server.IsLocal"] = o.remote_ip == o.local_ip
-  env["server.OnSendingHeaders"] = util.on_sending_headers(R)
+  env["server.OnSendingHeaders"] = hresponse.on_sending_headers(R)
   env["host.OnAppDisposing"] = R.client.disposing
   env["sendfile.SendAsync"] = function(p, off, len, cancel) return stream.sendfile(R, p, off, len, cancel) end
   if R.upgrade == 2 then
@@ -334,7 +286,7 @@ function M.new(client, spec)
               method = method, minor = protocol == "HTTP/1.0" and 0 or 1, is_head = method == "HEAD",
               status = 200, content_length = -1, written = 0, held = {}, held_len = 0,
               body = {}, flushes = 0, inbuf = stream.buf_new(), body_in = 0, rawh = {},
-              reqh = headers.new(), token = loop_m.token() }
+              reqh = headers.new(), token = token.new() }
   local function add(name, value)
     if not util.is_token(name) then bad("invalid request header name %s", tostring(name)) end
     local v = tostr(value)
@@ -469,5 +421,4 @@ end
 -- }======
 
 M.response, M.cancel = response.response, response.cancel
-M.REASONS = response.REASONS
 return M

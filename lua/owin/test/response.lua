@@ -1,41 +1,27 @@
 -- owin.test.response: the response side of a request in the test host,
 -- after src/request.c: the first write, flush or sendfile commits the
--- headers (OnSendingHeaders run once, last registered first, then status
--- and headers freeze); a body that ends within the first 16 KiB gets a
--- Content-Length, a longer one Transfer-Encoding: chunked (HTTP/1.1) or
--- close-delimited framing (HTTP/1.0); an app Content-Length is held to;
--- HEAD, 204 and 304 carry no body.  Also what becomes of the client: gone
--- (CallCancelled), or refused with a status the server makes itself.
+-- headers (owin.host.response: OnSendingHeaders run once, last registered
+-- first, then status and headers freeze); a body that ends within the first
+-- 16 KiB gets a Content-Length, a longer one Transfer-Encoding: chunked
+-- (HTTP/1.1) or close-delimited framing (HTTP/1.0); an app Content-Length
+-- is held to; HEAD, 204 and 304 carry no body.  Also what becomes of the
+-- client: gone (CallCancelled), or refused with a status the server makes
+-- itself.
 
-local util = require("owin.test.util")
-util.own(debug.getinfo(1, "S").source)
-local headers = require("owin.headers")
-local loop_m = require("owin.test.loop")
+local check = require("owin.host.check")
+check.own(debug.getinfo(1, "S").source)
+local hresponse = require("owin.host.response")
+local status = require("owin.host.status")
+local token = require("owin.host.token")
 
-local type, pairs, ipairs, tostring, tonumber, rawlen =
-  type, pairs, ipairs, tostring, tonumber, rawlen
-local math_tointeger, string_format, table_concat = math.tointeger, string.format, table.concat
-local raise, tostr = util.raise, util.tostr
+local type, pairs, ipairs, tostring, rawlen = type, pairs, ipairs, tostring, rawlen
+local string_format, table_concat = string.format, table.concat
+local raise, tostr = check.raise, check.tostr
+local reason, bodiless, wrote = status.reason, hresponse.bodiless, hresponse.wrote
 
 local M = {}
 
-local FIRST_BUF = 16 * 1024      -- body held back to compute Content-Length
-
-local REASONS = {
-  [100] = "Continue", [101] = "Switching Protocols", [200] = "OK", [201] = "Created",
-  [202] = "Accepted", [204] = "No Content", [206] = "Partial Content",
-  [301] = "Moved Permanently", [302] = "Found", [303] = "See Other", [304] = "Not Modified",
-  [307] = "Temporary Redirect", [308] = "Permanent Redirect", [400] = "Bad Request",
-  [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not Found",
-  [405] = "Method Not Allowed", [408] = "Request Timeout", [409] = "Conflict", [410] = "Gone",
-  [411] = "Length Required", [412] = "Precondition Failed", [413] = "Content Too Large",
-  [414] = "URI Too Long", [415] = "Unsupported Media Type", [416] = "Range Not Satisfiable",
-  [417] = "Expectation Failed", [422] = "Unprocessable Content", [426] = "Upgrade Required",
-  [429] = "Too Many Requests", [431] = "Request Header Fields Too Large",
-  [500] = "Internal Server Error", [501] = "Not Implemented", [502] = "Bad Gateway",
-  [503] = "Service Unavailable", [504] = "Gateway Timeout", [505] = "HTTP Version Not Supported",
-}
-M.REASONS = REASONS
+local FIRST_BUF = hresponse.BUFFER   -- body held back to compute Content-Length
 
 local function http_date()
   return os.date("!%a, %d %b %Y %H:%M:%S GMT")
@@ -43,41 +29,18 @@ end
 
 -- {====== commit, serialize, finish
 
--- The app's Content-Length (its values array), -1 if absent.
-local function app_length(v)
-  if type(v) ~= "table" then return -1 end
-  local len = -1
-  for i = 1, #v do
-    local s = tostr(v[i])
-    if s == nil or #s == 0 or #s > 18 then raise("invalid Content-Length response header") end
-    if s:find("%D") then raise(string_format("invalid Content-Length response header '%s'", s)) end
-    local n = math_tointeger(tonumber(s))
-    if len >= 0 and n ~= len then raise("conflicting Content-Length response headers") end
-    len = n
-  end
-  return len
-end
-
--- Headers are sent now as far as the app is concerned: OnSendingHeaders
--- callbacks (last registered first), then status and headers freeze.
+-- Headers are sent now as far as the app is concerned (owin.host.response's
+-- commit); Connection: close from the app ends the connection after.
 local function commit(R)
   if R.committed then return end
-  util.run_sending_headers(R)
-  R.committed = true
-  local h = R.resph
-  if h then
-    headers.freeze(h)
-    R.content_length = app_length(h["content-length"])
-    local conn = h["connection"]
-    if type(conn) == "table" then
-      for i = 1, #conn do
-        local s = tostr(conn[i])
-        if s and s:lower() == "close" then R.keepalive = false end
-      end
+  hresponse.commit(R)
+  local conn = R.headers and R.headers["connection"]
+  if type(conn) == "table" then
+    for i = 1, #conn do
+      local s = tostr(conn[i])
+      if s and s:lower() == "close" then R.keepalive = false end
     end
   end
-  local st = R.status
-  R.no_body = R.is_head or st < 200 or st == 204 or st == 304
 end
 M.commit = commit
 
@@ -91,8 +54,8 @@ local function serialize(R, final)
     return
   end
   local list, hasdate, hasserver = {}, false, false
-  if R.resph then
-    for name, values in pairs(R.resph) do
+  if R.headers then
+    for name, values in pairs(R.headers) do
       local lname = name:lower()
       if not SKIP[lname] then
         if lname == "date" then hasdate = true elseif lname == "server" then hasserver = true end
@@ -115,15 +78,15 @@ local function serialize(R, final)
   end
   local st = R.status
   if R.content_length >= 0 then
-    if st ~= 204 and not (st >= 100 and st < 200) then
+    if st ~= 204 and not (st >= 100 and st < 200) then   -- a 304 keeps GET's
       list[#list + 1] = { "Content-Length", tostring(R.content_length) }
     end
   elseif final then
-    if st ~= 204 and st ~= 304 and st >= 200 then
+    if not bodiless(st) then
       list[#list + 1] = { "Content-Length", tostring(R.written) }
     end
   elseif R.minor >= 1 then
-    if st ~= 204 and st ~= 304 and st >= 200 then
+    if not bodiless(st) then
       list[#list + 1] = { "Transfer-Encoding", "chunked" }
     end
     R.chunked = not R.no_body
@@ -140,7 +103,7 @@ local function serialize(R, final)
   elseif R.minor == 0 then
     list[#list + 1] = { "Connection", "keep-alive" }
   end
-  R.head = { status = st, reason = R.reason or REASONS[st] or "", list = list }
+  R.head = { status = st, reason = R.reason or reason(st), list = list }
   R.serialized, R.wire = true, true
   for i = 1, #R.held do R.body[#R.body + 1] = R.held[i] end
   R.held, R.held_len = {}, 0
@@ -150,10 +113,7 @@ end
 local function body_write(R, s)
   commit(R)
   local n = #s
-  if R.content_length >= 0 and not R.no_body and R.written + n > R.content_length then
-    raise(string_format("response body exceeds its Content-Length (%d bytes)", R.content_length))
-  end
-  R.written = R.written + n
+  wrote(R, n)
   if R.gone then return "EPIPE" end
   if R.no_body or n == 0 then return nil end
   if not R.serialized then
@@ -170,11 +130,9 @@ end
 -- The app returned: headers out if they never were, the body checked.
 local function finish(R)
   commit(R)
-  if R.content_length >= 0 and not R.no_body and R.written ~= R.content_length then
-    if not R.wire then
-      raise(string_format("response body is shorter than its Content-Length (%d of %d bytes)",
-        R.written, R.content_length))
-    end
+  local short = hresponse.shortfall(R)
+  if short then
+    if not R.wire then raise(short) end
     R.abort = true                   -- too late: the connection is cut
   end
   if not R.serialized then serialize(R, true) end
@@ -182,14 +140,14 @@ local function finish(R)
 end
 
 -- A response the server makes itself (500, 413, 426).
-local function canned(R, status, extra, body, close)
+local function canned(R, code, extra, body, close)
   local list = { { "Date", http_date() } }
   if R.opts.server_header ~= "" then list[#list + 1] = { "Server", R.opts.server_header } end
   if extra then list[#list + 1] = extra end
   list[#list + 1] = { "Content-Type", "text/plain; charset=utf-8" }
   list[#list + 1] = { "Content-Length", tostring(#body) }
   if close then list[#list + 1] = { "Connection", "close" } end
-  return { status = status, reason = REASONS[status] or "", list = list, body = body }
+  return { status = code, reason = reason(code), list = list, body = body }
 end
 -- }======
 
@@ -201,21 +159,21 @@ function M.cancel(R, err)
   if R.gone or R.done or R.upgraded then return end
   R.gone = true
   if not R.body_done and not R.read_err then R.read_err = err or "ECONNRESET" end
-  loop_m.fire(R.token)
+  token.fire(R.token)
   local t = R.task
   if t and t.wait == "read" then R.loop:wake(t) end
 end
 
 -- Bad input while the app runs (a body over the limit): the status goes
 -- out unless the response already started, and the connection closes.
-function M.fail(R, status)
+function M.fail(R, code)
   local wire = R.wire
   R.held, R.held_len = {}, 0
-  M.cancel(R, status == 413 and "E2BIG" or "ECONNRESET")
+  M.cancel(R, code == 413 and "E2BIG" or "ECONNRESET")
   if wire then
     R.abort = true
   else
-    R.canned = canned(R, status, nil, string_format("%d %s\n", status, REASONS[status]), true)
+    R.canned = canned(R, code, nil, string_format("%d %s\n", code, reason(code)), true)
   end
 end
 

@@ -5,21 +5,25 @@
 -- request body and wakes the reader.  Misuse raises; runtime failures
 -- return nil, "ENAME: message", "ENAME".
 
+local check = require("owin.host.check")
+check.own(debug.getinfo(1, "S").source)
 local util = require("owin.test.util")
-util.own(debug.getinfo(1, "S").source)
+local hresponse = require("owin.host.response")
 local response = require("owin.test.response")
 
 local type, setmetatable, getmetatable, tostring, select =
   type, setmetatable, getmetatable, tostring, select
 local math_tointeger, string_format, table_concat = math.tointeger, string.format, table.concat
 local coroutine_running, coroutine_isyieldable = coroutine.running, coroutine.isyieldable
-local raise, failure, tostr = util.raise, util.failure, util.tostr
+local raise, tostr, typeerror, argerror = check.raise, check.tostr, check.typeerror,
+  check.argerror
+local failure, sysfailure = util.failure, util.sysfailure
 local commit, serialize, body_write = response.commit, response.serialize, response.body_write
 
 local M = {}
 
 local CHUNK = 64 * 1024          -- body:chunks() size
-local RESPH = "owin.ResponseHeaders"
+local RESPH = hresponse.RESPH
 
 local STREAMS = setmetatable({}, { __mode = "k" })  -- stream -> request
 
@@ -72,7 +76,7 @@ In.__tostring, Out.__tostring = stream_tostring, stream_tostring
 
 local function checkstream(s, mt)
   local R = STREAMS[s]
-  if R == nil or getmetatable(s) ~= mt then util.typeerror(1, mt.__name, s) end
+  if R == nil or getmetatable(s) ~= mt then typeerror(1, mt.__name, s) end
   if R.finished then raise(mt.__name:sub(9) .. " used after its response finished") end
   return R
 end
@@ -143,14 +147,14 @@ function in_methods.read(s, fmt)
   local R = checkstream(s, In)
   if type(fmt) == "number" then
     local n = math_tointeger(fmt)
-    if n == nil then util.argerror(2, "number has no integer representation") end
-    if n <= 0 then util.argerror(2, "byte count must be positive") end
+    if n == nil then argerror(2, "number has no integer representation") end
+    if n <= 0 then argerror(2, "byte count must be positive") end
     return read(R, n)
   end
   if fmt == nil then fmt = "a" end
-  if type(fmt) ~= "string" then util.typeerror(2, "string", fmt) end
+  if type(fmt) ~= "string" then typeerror(2, "string", fmt) end
   if fmt:sub(1, 1) == "*" then fmt = fmt:sub(2) end
-  if fmt:sub(1, 1) ~= "a" then util.argerror(2, "expected a byte count or \"a\"") end
+  if fmt:sub(1, 1) ~= "a" then argerror(2, "expected a byte count or \"a\"") end
   return read(R, nil)
 end
 
@@ -172,7 +176,7 @@ function out_methods.write(s, ...)
   for i = 1, n do
     local v = select(i, ...)
     local str = tostr(v)
-    if str == nil then util.typeerror(i + 1, "string", v) end
+    if str == nil then typeerror(i + 1, "string", v) end
     if body_write(R, str) then return failure("EPIPE", "client closed the connection") end
   end
   if n == 0 and body_write(R, "") then return failure("EPIPE", "client closed the connection") end
@@ -200,27 +204,27 @@ end
 -- {====== sendfile.SendAsync(path, offset, length_or_nil, cancel)
 
 local function sendfile(R, path, offset, length, cancel)
-  if type(path) ~= "string" and type(path) ~= "number" then util.typeerror(1, "string", path) end
+  if type(path) ~= "string" and type(path) ~= "number" then typeerror(1, "string", path) end
   path = tostring(path)
   if offset == nil then offset = 0 end
-  if math_tointeger(offset) == nil then util.typeerror(2, "number", offset) end
+  if math_tointeger(offset) == nil then typeerror(2, "number", offset) end
   if length == nil then length = -1 end
-  if math_tointeger(length) == nil then util.typeerror(3, "number", length) end
+  if math_tointeger(length) == nil then typeerror(3, "number", length) end
   offset, length = math_tointeger(offset), math_tointeger(length)
-  if offset < 0 then util.argerror(2, "offset must not be negative") end
-  if length < -1 then util.argerror(3, "length must not be negative") end
+  if offset < 0 then argerror(2, "offset must not be negative") end
+  if length < -1 then argerror(3, "length must not be negative") end
   if R.finished then raise("sendfile.SendAsync used after its response finished") end
   local f, _, errno = io.open(path, "rb")
-  if not f then return util.sysfailure(util.ERRNO[errno] or "EIO", path) end
+  if not f then return sysfailure(util.ERRNO[errno] or "EIO", path) end
   local probe, perr, pcode = f:read(0)
   if probe == nil and perr then
     f:close()
-    return util.sysfailure(util.ERRNO[pcode] or "EINVAL", path)
+    return sysfailure(util.ERRNO[pcode] or "EINVAL", path)
   end
   local size = f:seek("end")
   if offset > size or (length >= 0 and offset + length > size) then
     f:close()
-    return util.sysfailure("EINVAL", "range past the end of the file")
+    return sysfailure("EINVAL", "range past the end of the file")
   end
   if length < 0 then length = size - offset end
   if not R.committed then            -- Content-Length, if the app set none
@@ -230,14 +234,11 @@ local function sendfile(R, path, offset, length, cancel)
     end
   end
   commit(R)
-  if R.content_length >= 0 and not R.no_body and R.written + length > R.content_length then
-    f:close()
-    raise(string_format("response body exceeds its Content-Length (%d bytes)", R.content_length))
-  end
-  R.written = R.written + length
+  if hresponse.overflow(R, length) then f:close() end
+  hresponse.wrote(R, length)       -- raises when it does not fit the Content-Length
   if R.no_body or length == 0 or R.gone then
     f:close()
-    if R.gone then return util.sysfailure("EPIPE") end
+    if R.gone then return sysfailure("EPIPE") end
     return true
   end
   if not R.serialized then serialize(R, false) end
@@ -247,7 +248,7 @@ local function sendfile(R, path, offset, length, cancel)
   end
   if type(cancel) == "table" and cancel.cancelled then
     f:close()
-    return util.sysfailure("ECANCELED")
+    return sysfailure("ECANCELED")
   end
   f:seek("set", offset)
   local left = length
@@ -256,7 +257,7 @@ local function sendfile(R, path, offset, length, cancel)
     if piece == nil or #piece == 0 then
       f:close()
       R.abort = true
-      return util.sysfailure("EIO", "the file ended before the range did")
+      return sysfailure("EIO", "the file ended before the range did")
     end
     R.body[#R.body + 1] = piece
     left = left - #piece

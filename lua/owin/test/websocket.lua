@@ -11,8 +11,10 @@
 -- coroutines waiting on one socket.  The test side answers a server's close
 -- at once, as browsers do.
 
+local hcheck = require("owin.host.check")
+hcheck.own(debug.getinfo(1, "S").source)
 local util = require("owin.test.util")
-util.own(debug.getinfo(1, "S").source)
+local token = require("owin.host.token")
 local loop_m = require("owin.test.loop")
 
 local type, setmetatable, getmetatable, tostring, select, math_type =
@@ -21,7 +23,9 @@ local coroutine_running, coroutine_isyieldable = coroutine.running, coroutine.is
 local string_pack, string_unpack, string_rep, table_concat =
   string.pack, string.unpack, string.rep, table.concat
 local utf8_len = utf8.len
-local raise, failure, TASKS, fire = util.raise, util.failure, loop_m.TASKS, loop_m.fire
+local raise, tostr, typeerror, argerror = hcheck.raise, hcheck.tostr, hcheck.typeerror,
+  hcheck.argerror
+local failure, TASKS, fire = util.failure, loop_m.TASKS, token.fire
 
 local M = {}
 
@@ -190,7 +194,7 @@ end
 -- conv: the test side, made here too.
 function M.new(loop, opts, raw)
   local s = setmetatable({ loop = loop, opts = opts, raw = raw, open = true, inq = {}, ih = 1, it = 0,
-                           rawin = "", waiters = {}, token = loop_m.token(), out_op = 0,
+                           rawin = "", waiters = {}, token = token.new(), out_op = 0,
                            client_code = NO_STATUS, reason = "" }, raw and Raw or Sock)
   if raw then
     s.env = { ["opaque.Stream"] = s, ["opaque.Version"] = "1.0",
@@ -252,7 +256,7 @@ local function receive(s, raw_shape)
 end
 
 local function check(s, mt)
-  if getmetatable(s) ~= mt then util.typeerror(1, mt.__name, s) end
+  if getmetatable(s) ~= mt then typeerror(1, mt.__name, s) end
   return s
 end
 
@@ -265,10 +269,10 @@ end
 -- ws:send(data [, opcode [, fin]]) -> ws, or nil, err, code
 function sock_methods.send(s, data, opcode, fin)
   check(s, Sock)
-  data = util.tostr(data) or util.typeerror(2, "string", data)
+  data = tostr(data) or typeerror(2, "string", data)
   if opcode == nil then opcode = TEXT end
   if math_type(opcode) ~= "integer" or (opcode ~= TEXT and opcode ~= BINARY and opcode ~= CONT) then
-    util.argerror(3, "1 (text), 2 (binary) or 0 (continuation)")
+    argerror(3, "1 (text), 2 (binary) or 0 (continuation)")
   end
   fin = fin == nil or fin and true or false
   if not s.open or s.close_sent then return failure("EPIPE", "the WebSocket is closed") end
@@ -283,8 +287,8 @@ end
 
 function sock_methods.ping(s, data)
   check(s, Sock)
-  data = data == nil and "" or util.tostr(data) or util.typeerror(2, "string", data)
-  if #data > 125 then util.argerror(2, "a ping carries at most 125 bytes") end
+  data = data == nil and "" or tostr(data) or typeerror(2, "string", data)
+  if #data > 125 then argerror(2, "a ping carries at most 125 bytes") end
   if not s.open or s.close_sent then return failure("EPIPE", "the WebSocket is closed") end
   s.conv.pings = (s.conv.pings or 0) + 1   -- the test side answers pongs itself
   return s
@@ -295,10 +299,10 @@ end
 local function close(s, code, reason)
   if code == nil then code = 1000 end
   if not close_valid(code) then
-    util.argerror(2, "a close code RFC 6455 allows (1000-1003, 1007-1011, 3000-4999)")
+    argerror(2, "a close code RFC 6455 allows (1000-1003, 1007-1011, 3000-4999)")
   end
-  reason = reason == nil and "" or util.tostr(reason) or util.typeerror(3, "string", reason)
-  if #reason > 123 then util.argerror(3, "a close reason has at most 123 bytes") end
+  reason = reason == nil and "" or tostr(reason) or typeerror(3, "string", reason)
+  if #reason > 123 then argerror(3, "a close reason has at most 123 bytes") end
   if not s.open then return true end
   if s.raw then
     s.close_after = true
@@ -350,8 +354,8 @@ end
 function raw_methods.read(s, n)
   check(s, Raw)
   if n == nil then n = 65536 end
-  if math_type(n) ~= "integer" then util.typeerror(2, "number", n) end
-  if n <= 0 then util.argerror(2, "byte count must be positive") end
+  if math_type(n) ~= "integer" then typeerror(2, "number", n) end
+  if n <= 0 then argerror(2, "byte count must be positive") end
   while true do
     if #s.rawin > 0 then
       local out = s.rawin:sub(1, n)
@@ -367,7 +371,7 @@ function raw_methods.write(s, ...)
   check(s, Raw)
   for i = 1, select("#", ...) do
     local v = select(i, ...)
-    local str = util.tostr(v) or util.typeerror(i + 1, "string", v)
+    local str = tostr(v) or typeerror(i + 1, "string", v)
     if not s.open then return failure("EPIPE", "the connection is closed") end
     s.conv:_bytes(str)
   end
