@@ -23,9 +23,9 @@ DEPS ?= sh tools/install-deps
 BROWSER_DEPS ?= tools/install-browser
 APP ?= apps/hello.lua
 
-SRCS = src/buf.c src/chunked.c src/env.c src/headers.c src/http1.c \
+SRCS = src/buf.c src/chunked.c src/conn.c src/env.c src/headers.c src/http1.c \
        src/main.c src/master.c src/request.c src/runtime.c src/server.c src/stream.c \
-       src/sendfile.c src/upgrade.c src/websocket.c src/ws.c src/ws_handshake.c
+       src/sendfile.c src/status.c src/tcp.c src/upgrade.c src/websocket.c src/ws.c src/ws_handshake.c
 LUA_MODULES = lua/owin/init.lua lua/owin/cli.lua lua/owin/context.lua lua/owin/headers.lua \
               lua/owin/static.lua lua/owin/websocket.lua lua/owin/wsapi.lua \
               lua/owin/wsapi/app.lua lua/owin/wsapi/handler.lua \
@@ -41,7 +41,7 @@ ASAN_OBJS = $(SRCS:src/%.c=build/asan/%.o)
 LLHTTP_OBJS = build/llhttp/llhttp.o build/llhttp/api.o build/llhttp/http.o
 ASAN_LLHTTP_OBJS = $(LLHTTP_OBJS:build/llhttp/%=build/asan/llhttp/%)
 
-ALL_CFLAGS = -std=gnu99 $(CFLAGS) -I$(LUA_INCDIR) -I$(LLHTTP_INCDIR) -D_GNU_SOURCE
+ALL_CFLAGS = -std=gnu99 $(CFLAGS) -I$(LUA_INCDIR) -I$(LLHTTP_INCDIR) -Ibuild -D_GNU_SOURCE
 Z_LIBS ?= -lz
 LIBS = $(LUA_LIBS) $(UV_LIBS) $(Z_LIBS) -lm
 
@@ -94,11 +94,18 @@ build/owl_codec.so: $(CODEC_SRCS) src/chunked.h src/ws.h src/token.h
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(WARNINGS) -fPIC -shared -o $@ $(CODEC_SRCS) -lz
 
-build/%.o: src/%.c src/owl.h src/chunked.h src/token.h src/request.h src/ws.h
+# The reason phrases, made from the Lua hosts' table (one list for all).
+build/reasons.h: lua/owin/host/status.lua tools/gen-reasons.lua
+	@mkdir -p $(@D)
+	$(LUA) tools/gen-reasons.lua lua/owin/host/status.lua >$@.tmp && mv $@.tmp $@
+
+build/status.o build/asan/status.o: build/reasons.h
+
+build/%.o: src/%.c src/owl.h src/buf.h src/status.h src/conn.h src/transport.h src/tcp.h src/chunked.h src/token.h src/request.h src/ws.h
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(WARNINGS) -c -o $@ $<
 
-build/asan/%.o: src/%.c src/owl.h src/chunked.h src/token.h src/request.h src/ws.h
+build/asan/%.o: src/%.c src/owl.h src/buf.h src/status.h src/conn.h src/transport.h src/tcp.h src/chunked.h src/token.h src/request.h src/ws.h
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(WARNINGS) $(SANITIZE) -O1 -c -o $@ $<
 

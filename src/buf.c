@@ -3,10 +3,11 @@
 ** and leaves an empty buffer that can be used again.
 */
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "owl.h"
+#include "buf.h"
 
 
 /*
@@ -35,7 +36,7 @@ int owl_buf_reserve (owl_buf_t *b, size_t extra) {
     cap *= 2;
   char *p = realloc(b->base, cap);
   if (p == NULL)
-    return UV_ENOMEM;
+    return -ENOMEM;
   b->base = p;
   b->cap = cap;
   return 0;

@@ -58,17 +58,14 @@ static void pushreqheaders (lua_State *L, owl_req_t *r) {
     owl_headers_new(L, 0, 0);
     return;
   }
-  size_t *f = (size_t *)c->fields.base;
-  size_t nf = c->fields.len / (2 * sizeof(size_t));
-  const char *head = c->head.base;
+  size_t nf = owl_h1_nfields(c);
   owl_headers_new(L, (int)(nf / 2), 0);
   int h = lua_gettop(L);
   for (size_t i = 1; i + 1 < nf; i += 2) {
-    const char *v = head + f[2 * i + 2];
-    size_t vlen = f[2 * i + 3];
-    while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
-      vlen--;                       /* trailing OWS is not part of the value */
-    owl_headers_add(L, h, head + f[2 * i], f[2 * i + 1], v, vlen);
+    size_t nl, vl;
+    const char *name = owl_h1_field(c, i, &nl);
+    const char *v = owl_h1_field(c, i + 1, &vl);
+    owl_headers_add(L, h, name, nl, v, vl);
   }
 }
 
@@ -133,18 +130,17 @@ static void setaddr (lua_State *L, int t, int K, int kip, int kport,
 /* Stores the server.* address keys in the table at t. */
 static void addresses (lua_State *L, int t, owl_req_t *r) {
   struct sockaddr_storage peer, self;
-  int lp = sizeof peer, ls = sizeof self;
   int okp = 0, oks = 0, local = 0;
   owl_conn_t *c = r->conn;
   lua_rawgeti(L, LUA_REGISTRYINDEX, owl_srv.keys_ref);
   int K = lua_gettop(L);
-  if (c && !c->is_pipe) {
-    okp = uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&peer, &lp) == 0;
-    oks = uv_tcp_getsockname(&c->h.tcp, (struct sockaddr *)&self, &ls) == 0;
+  if (c && !owl_conn_is_pipe(c)) {
+    okp = owl_conn_peername(c, &peer) == 0;
+    oks = owl_conn_sockname(c, &self) == 0;
   }
   setaddr(L, t, K, K_REMOTEIP, K_REMOTEPORT, &peer, okp);
   setaddr(L, t, K, K_LOCALIP, K_LOCALPORT, &self, oks);
-  if (c && c->is_pipe)
+  if (c && owl_conn_is_pipe(c))
     local = 1;
   else if (okp && oks) {
     lua_rawgeti(L, K, K_REMOTEIP);
@@ -424,8 +420,8 @@ static int env_pairs (lua_State *L) {
   return 3;
 }
 
-/* [request(light)] -> (): makes the headers table while c->head exists. */
-int owl_env_keepheaders (lua_State *L) {
+/* [request(light)] -> (): makes the headers table while the head exists. */
+static int keepheaders (lua_State *L) {
   owl_req_t *r = lua_touserdata(L, 1);
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref);
   lua_getiuservalue(L, -1, UV_ENV);
@@ -467,6 +463,7 @@ static int l_keys (lua_State *L) {
 */
 void owl_open_env (lua_State *L) {
   owl_server_t *s = &owl_srv;
+  owl_req_keepheaders = keepheaders;
   lua_createtable(L, K_SLASH, 0);
   for (int i = 1; i <= K_LAST; i++) {
     lua_pushstring(L, keynames[i]);

@@ -1,20 +1,22 @@
 /*
-** owinlua: shared declarations of the C core.
+** owinlua: the declarations the request cycle and the server share.  The
+** layers, from the bottom (docs/ARCHITECTURE.md draws them):
+**   codecs      buf.c, chunked.c, ws.c, ws_handshake.c, status.c: bytes in,
+**               bytes out; no libuv, no Lua.
+**   transport   transport.h, tcp.c: how bytes move (TCP today).
+**   connection  conn.c: a transport, its output and timer, and the protocol
+**               handler that reads it (struct private to conn.c).
+**   handlers    http1.c (HTTP/1.1) and websocket.c (after a 101).
+**   runtime     runtime.c (tasks, tokens, owin.sleep, the one owl_srv),
+**               headers.c (headers tables).
+**   request     request.c (the app's coroutine, the response), env.c (the
+**               OWIN env), stream.c, sendfile.c, upgrade.c.
+**   server      server.c, master.c, main.c.
 **
-** Three layers (see STYLE.md):
-**   server   (server.c)  listeners, live connections, options, Date cache,
-**                        coroutine pool, graceful shutdown;
-**   conn     (http1.c)   one socket: llhttp parser, timer, input kept while
-**                        the parser is paused, output buffers, flow control;
-**   request  (request.c) the OWIN env, the app's coroutine and the response
-**                        state (status, headers, framing).
-** Body streams live in stream.c, header tables in headers.c, owin.now/sleep
-** and cancellation tokens in runtime.c.
-**
-** Ownership, in one place:
-** - owl_server_t is static in main.c for the life of the process.
-** - owl_conn_t is malloc'd on accept and freed in the close callback of the
-**   last of its two handles (stream and timer), never earlier.
+** Ownership:
+** - owl_srv (runtime.c) lives for the process.
+** - A connection is malloc'd on accept and freed in the close callback of
+**   its last handle (conn.h); the HTTP/1.1 handler's state is part of it.
 ** - owl_req_t is a Lua full userdata ("owinlua.Request"); a registry ref
 **   (req->ref) keeps it alive while its coroutine runs, and it is linked in
 **   srv->reqs for as long.  It has no __gc: a finalizer on every request made
@@ -22,8 +24,9 @@
 **   the heap grew with the load.  Its one malloc'd buffer (req->body) is
 **   freed where the ref is released (req_end, or detach of a request that
 **   never started), or at exit for requests still in srv->reqs.  req->conn
-**   is a weak pointer that the connection clears when it closes, and
-**   conn->req is cleared when the response finishes.
+**   is a weak pointer that the connection clears when it closes (through
+**   the handler's on_close), and the handler forgets the request when its
+**   response finishes (owl_h1_request_done).
 */
 
 #ifndef OWL_H
@@ -38,11 +41,12 @@
 #include <llhttp.h>
 
 #include "chunked.h"
+#include "conn.h"
+#include "status.h"
 #include "ws.h"
 
 #define OWL_VERSION "0.1.0"
 
-#define OWL_RBUF_SIZE   (64 * 1024)   /* the loop's one read buffer */
 #define OWL_FIRST_BUF   (16 * 1024)   /* body held back to compute Content-Length */
 #define OWL_BODY_HIGH   (64 * 1024)   /* unread request body that pauses reading */
 #define OWL_OUT_HIGH    (256 * 1024)  /* unsent response bytes that pause the app */
@@ -50,22 +54,7 @@
 #define OWL_POOL_MAX    256           /* idle coroutines kept for reuse */
 
 
-/* {====== growable byte buffer (buf.c) */
-
-typedef struct owl_buf {
-  char *base;
-  size_t len, cap;
-} owl_buf_t;
-
-int owl_buf_reserve (owl_buf_t *b, size_t extra);
-int owl_buf_append (owl_buf_t *b, const void *p, size_t n);
-int owl_buf_insert (owl_buf_t *b, size_t at, const void *p, size_t n);
-void owl_buf_consume (owl_buf_t *b, size_t n);
-void owl_buf_free (owl_buf_t *b);
-void owl_buf_drain (void);
-char *owl_fmt_uint (char *end, uint64_t v, unsigned base);
-#define OWL_BUF_MIN 4096
-/* }====== */
+#include "buf.h"
 
 
 typedef struct owl_options {
@@ -89,7 +78,6 @@ typedef struct owl_options {
 } owl_options_t;
 
 typedef struct owl_server owl_server_t;
-typedef struct owl_conn owl_conn_t;
 typedef struct owl_req owl_req_t;
 typedef struct owl_task owl_task_t;
 typedef struct owl_wsock owl_wsock_t;
@@ -128,11 +116,9 @@ struct owl_server {
   owl_options_t opt;
   uv_stream_t **listeners;
   int nlisteners;
-  owl_conn_t *conns;            /* live connections, doubly linked */
+  owl_conns_t conns;            /* live connections (conn.c) */
   owl_req_t *reqs;              /* requests not released yet (their body
                                    buffers are freed at exit) */
-  unsigned nconns;
-  unsigned nlinger;             /* connections closing after a last answer */
   uint64_t next_id;             /* owin.RequestId counter */
   int app_ref;                  /* the composed AppFunc */
   int keys_ref;                 /* array of interned env key strings */
@@ -142,10 +128,7 @@ struct owl_server {
   uv_timer_t grace_timer;
   uv_timer_t idle_timer;         /* closes idle connections after a stop signal */
   uv_signal_t sigint, sigterm;
-  char date[32];                /* "Sun, 06 Nov 1994 08:49:37 GMT" */
   owl_buf_t hbuf;               /* scratch for serializing response headers */
-  uint64_t date_sec;
-  char rbuf[OWL_RBUF_SIZE];
   lua_State *pool[OWL_POOL_MAX];
   int pool_ref[OWL_POOL_MAX];
   int npool;
@@ -154,86 +137,48 @@ struct owl_server {
 extern owl_server_t owl_srv;
 
 
-/* {====== connection (http1.c) */
+/* {====== the HTTP/1.1 handler (http1.c), as the request cycle sees it */
 
-struct owl_conn {
-  union {
-    uv_handle_t handle;
-    uv_stream_t stream;
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-  } h;
-  uv_timer_t timer;
-  llhttp_t parser;
-  owl_server_t *srv;
-  owl_conn_t *prev, *next;
-  owl_req_t *req;               /* the request being served, or NULL */
-  owl_wsock_t *ws;              /* after a 101: the socket (websocket.c) */
-  owl_buf_t in;                 /* unparsed input kept while paused */
-  owl_buf_t out;                /* framed output not yet handed to libuv */
-  owl_buf_t wbuf;               /* output in flight in a uv_write */
-  owl_buf_t head;               /* this request's target and header bytes */
-  owl_buf_t fields;             /* size_t offsets into head: url, name, value... */
-  size_t held;                  /* bytes at the end of out waiting for headers */
-  size_t woff;                  /* bytes of wbuf already taken by uv_try_write */
-  size_t head_bytes;
-  uint64_t body_in;             /* body bytes of the current message */
-  owl_chunked_t chunked;        /* decoder of a chunked request body */
-  unsigned nreq;                /* requests answered on this connection */
-  int hstate;                   /* where the parser is within a header line */
-  unsigned char last;           /* last head byte scanned */
-  char tail[3];                 /* the last 3 head bytes parsed before the
-                                   current read (tail[2] the last) */
-  const char *exec_at;          /* start of the bytes llhttp is parsing */
-  unsigned char line_len;
-  char line[48];                /* first bytes of the message, for errors */
-  int nhandles;                 /* open libuv handles; freed at 0 */
-  int err_status;               /* status chosen by a callback for a parse error */
-  int timer_mode;
-  uint64_t deadline;            /* loop time the timer_mode times out, 0: none */
-  unsigned is_pipe : 1;
-  unsigned reading : 1;
-  unsigned writing : 1;
-  unsigned closing : 1;         /* uv_close called */
-  unsigned close_after : 1;     /* close once out is written */
-  unsigned lingering : 1;       /* shut down, draining input before close */
-  unsigned keepalive : 1;
-  unsigned in_drive : 1;
-  unsigned got_bytes : 1;       /* some bytes of a request have arrived */
-  unsigned in_head : 1;         /* the parser is in a message head */
-  unsigned want_chunked : 1;    /* the message has a chunked body */
-  unsigned in_chunked : 1;      /* chunked.c is decoding the body */
-  unsigned head_ready : 1;      /* paused at headers complete */
-  unsigned msg_done : 1;        /* paused at message complete */
-  unsigned nhost : 2;
-  unsigned upgrade : 2;         /* 1: Connection: upgrade; 2: a valid WebSocket handshake */
-  unsigned head_req : 1;        /* the message being parsed is a HEAD */
-  unsigned proto_seen : 1;      /* its protocol name was checked */
-};
+/* What the handler calls in the request cycle (request.c sets them when
+** owin.core opens, so that calls point down: the cycle uses the handler). */
+typedef struct owl_req_ops {
+  /* the head is parsed: builds the request, or NULL (out of memory) */
+  owl_req_t *(*begin) (owl_conn_t *c);
+  void (*start) (owl_req_t *r);                 /* the app's coroutine */
+  void (*wake_reader) (owl_req_t *r);           /* body bytes or its end */
+  void (*wake_writer) (owl_req_t *r);           /* the output drained */
+  void (*detach) (owl_req_t *r, int err);       /* the connection failed */
+} owl_req_ops_t;
+extern owl_req_ops_t owl_h1_req;
 
-void owl_conn_accept (uv_stream_t *listener);
+void owl_h1_accept (uv_stream_t *listener);
 /* Serves fd, a TCP socket accepted outside libuv (the queue drained at shutdown). */
-void owl_conn_adopt (owl_server_t *s, uv_os_sock_t fd);
-void owl_conn_alloc (uv_handle_t *h, size_t size, uv_buf_t *buf);
-void owl_conn_read (uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
-void owl_conn_timer (uv_timer_t *t);
-void owl_conn_close (owl_conn_t *c);
-void owl_conn_flush (owl_conn_t *c);
-/* Runs the request/parse cycle after an app wait ended or the app finished. */
-void owl_conn_continue (owl_conn_t *c);
-/* Number of bytes waiting to go out on c. */
-size_t owl_conn_pending (owl_conn_t *c);
-/* Appends a large body piece, written straight from p as far as the
-** socket takes it (the rest is copied). */
-int owl_conn_write_through (owl_conn_t *c, const char *p, size_t n);
-/* The status line + headers are about to precede the held body. */
-int owl_conn_unhold (owl_conn_t *c, const char *head, size_t n);
+void owl_h1_adopt (owl_server_t *s, uv_os_sock_t fd);
+/* The parsed head: field 0 is the request-target, then a lowercase name
+** and its value (OWS trimmed) for each header line. */
+size_t owl_h1_nfields (owl_conn_t *c);
+const char *owl_h1_field (owl_conn_t *c, size_t i, size_t *len);
+int owl_h1_method (owl_conn_t *c);          /* llhttp_method_t */
+int owl_h1_minor (owl_conn_t *c);           /* HTTP/1.x */
+/* 1: Connection: upgrade with an Upgrade header; 2: a valid WebSocket handshake */
+int owl_h1_upgrade (owl_conn_t *c);
+/* The keep-alive decision: what the request said, until a response or the
+** server says otherwise. */
+int owl_h1_keepalive (owl_conn_t *c);
+void owl_h1_no_keepalive (owl_conn_t *c);
 /* Appends a response made by the server (errors); close: then close. */
-void owl_conn_canned (owl_conn_t *c, int status, const char *extra,
-                      const char *body, size_t blen, int close);
+void owl_h1_canned (owl_conn_t *c, int status, const char *extra,
+                    const char *body, size_t blen, int close);
 /* The response of c's request ended; keep: the connection may be reused. */
-void owl_conn_request_done (owl_conn_t *c, int keep);
-void owl_conn_resume_reading (owl_conn_t *c);
+void owl_h1_request_done (owl_conn_t *c, int keep);
+/* Runs the parse cycle after an app wait ended. */
+void owl_h1_continue (owl_conn_t *c);
+/* The request read some body: reading may go on. */
+void owl_h1_resume_reading (owl_conn_t *c);
+/* Flushes and decides what the connection waits for next. */
+void owl_h1_settle (owl_conn_t *c);
+/* A 101 went out: the connection is another handler's now. */
+void owl_h1_upgraded (owl_conn_t *c);
 /* }====== */
 
 
@@ -276,7 +221,7 @@ struct owl_req {
 };
 
 /* Builds the request from the parsed head and makes it c->req. */
-int owl_req_begin (owl_conn_t *c);
+owl_req_t *owl_req_begin (owl_conn_t *c);
 /* Starts the app's coroutine. */
 void owl_req_start (owl_req_t *r);
 /* Wakes a reader waiting for body bytes, end of body or an error. */
@@ -336,11 +281,6 @@ void owl_open_fs (lua_State *L);
 /* websocket.c: a connection after a 101 */
 void owl_wsock_new (lua_State *L, owl_conn_t *c, int reqidx, int raw,
                     const owl_ws_deflate_t *pmd);
-void owl_wsock_on_read (owl_wsock_t *w, char *p, size_t n);
-void owl_wsock_settle (owl_wsock_t *w);
-void owl_wsock_on_timer (owl_wsock_t *w);
-void owl_wsock_detach (owl_wsock_t *w);
-void owl_wsock_shutdown (owl_wsock_t *w);
 void owl_wsock_wake (owl_wsock_t *w);
 void owl_wsock_env (lua_State *L, int idx, int raw);
 void owl_wsock_end (lua_State *L, int idx, unsigned code);
@@ -368,15 +308,12 @@ int owl_server_listen (owl_server_t *s, const char *spec, int flags,
                        char *out, size_t outlen);
 int owl_server_listener_spec (owl_server_t *s, int i, char *out, size_t outlen);
 void owl_server_unlisten (owl_server_t *s, int drain);
-void owl_server_date (owl_server_t *s);
-void owl_server_conn_gone (owl_server_t *s);
 /* A graceful stop, as on SIGTERM (nothing if one is under way). */
 void owl_server_stop (owl_server_t *s);
 /* master.c: core.master, core.worker, core.worker_ready, core.cpus */
 void owl_open_master (lua_State *L);
 void owl_server_init (owl_server_t *s, lua_State *L);
 int luaopen_owin_core (lua_State *L);
-const char *owl_reason (int status);
 /* }====== */
 
 #endif

@@ -25,6 +25,7 @@
 
 const char owl_req_key = 0;         /* env[&owl_req_key] = request userdata */
 int owl_req_mt = LUA_NOREF;         /* registry[owl_req_mt]: its metatable */
+lua_CFunction owl_req_keepheaders;  /* set by env.c */
 
 
 
@@ -140,10 +141,8 @@ static int ieq (const char *a, size_t an, const char *b) {
 */
 static int begin (lua_State *L) {
   owl_conn_t *c = lua_touserdata(L, 1);
-  owl_server_t *s = c->srv;
-  size_t *f = (size_t *)c->fields.base;
-  size_t nf = c->fields.len / (2 * sizeof(size_t));
-  const char *head = c->head.base;
+  owl_server_t *s = &owl_srv;
+  size_t nf = owl_h1_nfields(c);
   owl_req_t *r = lua_newuserdatauv(L, sizeof *r, NUV);
   memset(r, 0, sizeof *r);
   r->task.co_ref = LUA_NOREF;
@@ -152,8 +151,8 @@ static int begin (lua_State *L) {
   r->status = 200;
   r->content_length = -1;
   r->id = ++s->next_id;
-  r->method = (uint8_t)llhttp_get_method(&c->parser);
-  r->http_minor = llhttp_get_http_minor(&c->parser);
+  r->method = (uint8_t)owl_h1_method(c);
+  r->http_minor = (uint8_t)owl_h1_minor(c);
   r->is_head = r->method == HTTP_HEAD;
   lua_rawgeti(L, LUA_REGISTRYINDEX, owl_req_mt);
   lua_setmetatable(L, -2);
@@ -166,8 +165,10 @@ static int begin (lua_State *L) {
   lua_setmetatable(L, env);
   lua_pushvalue(L, ri);
   lua_rawsetp(L, env, &owl_req_key);
-  const char *path, *query;
-  size_t qlen, plen = splittarget(head + f[0], f[1], &path, &query, &qlen);
+  const char *path, *query, *target;
+  size_t tlen, qlen;
+  target = owl_h1_field(c, 0, &tlen);
+  size_t plen = splittarget(target, tlen, &path, &query, &qlen);
   lua_rawgeti(L, K, K_METHOD);
   if (lua_rawgeti(L, K, K_METHOD0 + r->method) != LUA_TSTRING) {
     lua_pop(L, 1);                          /* first request with it */
@@ -190,7 +191,7 @@ static int begin (lua_State *L) {
   lua_rawset(L, env);
   lua_pushvalue(L, env);
   lua_setiuservalue(L, ri, UV_ENV);
-  if (c->upgrade)
+  if (owl_h1_upgrade(c))
     owl_upgrade_env(L, c, env, ri);
   lua_settop(L, ri);
   r->ref = anchor(L);
@@ -201,30 +202,37 @@ static int begin (lua_State *L) {
   r->conn = c;
   r->head_live = 1;                 /* headers stay in c->head until asked */
   for (size_t i = 1; i + 1 < nf; i += 2) {
-    if (f[2 * i + 1] == 6 && memcmp(head + f[2 * i], "expect", 6) == 0 &&
-        r->http_minor == 1 && ieq(head + f[2 * i + 2], f[2 * i + 3], "100-continue"))
-      r->expect_continue = 1;
+    size_t nl, vl;
+    const char *name = owl_h1_field(c, i, &nl);
+    if (nl == 6 && memcmp(name, "expect", 6) == 0 && r->http_minor == 1) {
+      const char *v = owl_h1_field(c, i + 1, &vl);
+      if (ieq(v, vl, "100-continue"))
+        r->expect_continue = 1;
+    }
   }
-  c->req = r;
-  c->keepalive = llhttp_should_keep_alive(&c->parser) && !s->stopping;
-  return 0;
+  if (s->stopping)
+    owl_h1_no_keepalive(c);
+  lua_pushlightuserdata(L, r);      /* owl_req_begin's answer */
+  return 1;
 }
 
 
 /*
-** Builds the request from the head collected in c and makes it c->req.
-** Returns 0, or -1 when Lua ran out of memory (logged).
+** Builds the request from the head the HTTP/1.1 handler parsed on c.
+** Returns it, or NULL when Lua ran out of memory (logged).
 */
-int owl_req_begin (owl_conn_t *c) {
-  lua_State *L = c->srv->L;
+owl_req_t *owl_req_begin (owl_conn_t *c) {
+  lua_State *L = owl_srv.L;
   lua_pushcfunction(L, begin);
   lua_pushlightuserdata(L, c);
-  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
     fprintf(stderr, "owinlua: cannot build request: %s\n", lua_tostring(L, -1));
     lua_pop(L, 1);
-    return -1;
+    return NULL;
   }
-  return 0;
+  owl_req_t *r = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return r;
 }
 /* }====== */
 
@@ -329,7 +337,7 @@ void owl_req_commit (lua_State *L, owl_req_t *r) {
       lua_geti(L, -1, i);
       const char *s = lua_tolstring(L, -1, &sl);
       if (s && ieq(s, sl, "close") && r->conn)
-        r->conn->keepalive = 0;
+        owl_h1_no_keepalive(r->conn);
       lua_pop(L, 1);
     }
   }
@@ -346,11 +354,12 @@ static const char *date_server (owl_server_t *s, size_t *n) {
   static char block[6 + 29 + 2 + 8 + sizeof ((owl_options_t *)0)->server_name + 2];
   static size_t len;
   static uint64_t sec = UINT64_MAX;
-  owl_server_date(s);
-  if (s->date_sec != sec) {
+  uint64_t now;
+  const char *date = owl_http_date(&now);
+  if (now != sec) {
     char *w = block;
     memcpy(w, "Date: ", 6);
-    memcpy(w + 6, s->date, 29);
+    memcpy(w + 6, date, 29);
     memcpy(w + 35, "\r\n", 2);
     w += 37;
     size_t sl = strlen(s->opt.server_name);
@@ -361,7 +370,7 @@ static const char *date_server (owl_server_t *s, size_t *n) {
       w += 8 + sl + 2;
     }
     len = (size_t)(w - block);
-    sec = s->date_sec;
+    sec = now;
   }
   *n = len;
   return block;
@@ -481,9 +490,8 @@ void owl_req_serialize (lua_State *L, owl_req_t *r, int final) {
     append(L, b, ds, n);
   }
   else if (!hasdate) {
-    owl_server_date(s);
     append(L, b, "Date: ", 6);
-    append(L, b, s->date, 29);
+    append(L, b, owl_http_date(NULL), 29);
     append(L, b, "\r\n", 2);
   }
   else if (!hasserver && s->opt.server_name[0]) {
@@ -505,31 +513,31 @@ void owl_req_serialize (lua_State *L, owl_req_t *r, int final) {
     if (st != 204 && st != 304 && st >= 200)
       append(L, b, "Transfer-Encoding: chunked\r\n", 28);
     r->chunked = !r->no_body;
-    chunk = r->chunked && c->held > 0;
+    chunk = r->chunked && owl_conn_held(c) > 0;
   }
   else {
     r->until_close = 1;
-    c->keepalive = 0;
+    owl_h1_no_keepalive(c);
   }
   if (final && !r->body_done)
-    c->keepalive = 0;                       /* the rest of the body is not read */
+    owl_h1_no_keepalive(c);                 /* the rest of the body is not read */
   if (st == 101)
     append(L, b, "Connection: Upgrade\r\n", 21);
-  else if (!c->keepalive || s->stopping) {
-    c->keepalive = 0;
+  else if (!owl_h1_keepalive(c) || s->stopping) {
+    owl_h1_no_keepalive(c);
     append(L, b, "Connection: close\r\n", 19);
   }
   else if (r->http_minor == 0)
     append(L, b, "Connection: keep-alive\r\n", 24);
   append(L, b, "\r\n", 2);
-  size_t held = c->held;
+  size_t held = owl_conn_held(c);
   if (chunk) {
     d = owl_fmt_uint(num + sizeof num - 2, held, 16);
     memcpy(num + sizeof num - 2, "\r\n", 2);
     append(L, b, d, (size_t)(num + sizeof num - d));
   }
   if (owl_conn_unhold(c, b->base, b->len) ||
-      (chunk && owl_buf_append(&c->out, "\r\n", 2)))
+      (chunk && owl_conn_append(c, "\r\n", 2)))
     luaL_error(L, "not enough memory");
   r->serialized = 1;
   r->wire = 1;
@@ -539,7 +547,7 @@ void owl_req_serialize (lua_State *L, owl_req_t *r, int final) {
 /* A large piece goes to the socket straight from the Lua string as far as
 ** it can; a small one is copied, to leave with the rest of this read's output. */
 static int append_body (owl_conn_t *c, const char *p, size_t n) {
-  return n >= OWL_FIRST_BUF ? owl_conn_write_through(c, p, n) : owl_buf_append(&c->out, p, n);
+  return n >= OWL_FIRST_BUF ? owl_conn_write_through(c, p, n) : owl_conn_append(c, p, n);
 }
 
 
@@ -560,10 +568,9 @@ int owl_req_body_write (lua_State *L, owl_req_t *r, const char *p, size_t n) {
   if (r->no_body || n == 0)
     return 0;
   if (!r->serialized) {
-    if (c->held + n <= OWL_FIRST_BUF) {
-      if (owl_buf_append(&c->out, p, n))
+    if (owl_conn_held(c) + n <= OWL_FIRST_BUF) {
+      if (owl_conn_hold(c, p, n))
         return luaL_error(L, "not enough memory");
-      c->held += n;
       return 0;
     }
     owl_req_serialize(L, r, 0);
@@ -573,8 +580,8 @@ int owl_req_body_write (lua_State *L, owl_req_t *r, const char *p, size_t n) {
     char *d = owl_fmt_uint(hex + sizeof hex - 2, n, 16);
     memcpy(hex + sizeof hex - 2, "\r\n", 2);
     size_t hl = (size_t)(hex + sizeof hex - d);
-    if (owl_buf_append(&c->out, d, hl) || append_body(c, p, n) ||
-        owl_buf_append(&c->out, "\r\n", 2))
+    if (owl_conn_append(c, d, hl) || append_body(c, p, n) ||
+        owl_conn_append(c, "\r\n", 2))
       return luaL_error(L, "not enough memory");
   }
   else if (append_body(c, p, n))
@@ -590,7 +597,7 @@ void owl_req_continue (owl_req_t *r) {
   r->continue_sent = 1;
   if (c == NULL || r->serialized)
     return;
-  if (owl_buf_insert(&c->out, c->out.len - c->held, msg, sizeof msg - 1) == 0)
+  if (owl_conn_insert(c, msg, sizeof msg - 1) == 0)
     owl_conn_flush(c);
 }
 
@@ -611,7 +618,7 @@ static void finish (lua_State *L, owl_req_t *r) {
   if (!r->serialized)
     owl_req_serialize(L, r, 1);
   else if (r->chunked && r->conn && !r->abort &&
-           owl_buf_append(&r->conn->out, "0\r\n\r\n", 5))
+           owl_conn_append(r->conn, "0\r\n\r\n", 5))
     luaL_error(L, "not enough memory");
   r->finished = 1;
 }
@@ -707,14 +714,13 @@ static void req_end (owl_req_t *r, int status) {
     luaL_unref(L, LUA_REGISTRYINDEX, r->task.co_ref);
   r->task.co = NULL;
   r->task.co_ref = LUA_NOREF;
-  r->head_live = 0;                         /* c->head goes to the next request */
+  r->head_live = 0;                         /* the head goes to the next request */
   release(r);
   if (c != NULL) {
     r->conn = NULL;
-    c->req = NULL;
-    int keep = c->keepalive && r->body_done && !r->until_close && !r->abort &&
+    int keep = owl_h1_keepalive(c) && r->body_done && !r->until_close && !r->abort &&
                !s->stopping;
-    owl_conn_request_done(c, keep);
+    owl_h1_request_done(c, keep);
   }
 }
 
@@ -727,8 +733,8 @@ static void req_after (owl_task_t *t, int status) {
   owl_conn_t *c = r->conn;
   if (status == LUA_YIELD) {
     if (t->wait != OWL_WAIT_NONE) {
-      if (c && !c->in_drive)
-        owl_conn_continue(c);
+      if (c)
+        owl_h1_continue(c);                 /* nothing while it is parsing */
       return;
     }
     lua_pushliteral(t->co, "the request's coroutine yielded outside owinlua's API "
@@ -742,15 +748,15 @@ static void req_after (owl_task_t *t, int status) {
     log_error(r, "app error", tb);
     owl_upgrade_end(L, r, 1011);            /* a socket's coroutine failed */
     if (c != NULL && !r->wire) {
-      c->out.len -= c->held;
-      c->held = 0;
+      owl_conn_drop_held(c);
       if (!r->body_done)
-        c->keepalive = 0;
+        owl_h1_no_keepalive(c);
+      int close = !owl_h1_keepalive(c);
       if (s->opt.dev)
-        owl_conn_canned(c, 500, NULL, tb, strlen(tb), !c->keepalive);
+        owl_h1_canned(c, 500, NULL, tb, strlen(tb), close);
       else {
         static const char body[] = "500 Internal Server Error\n";
-        owl_conn_canned(c, 500, NULL, body, sizeof body - 1, !c->keepalive);
+        owl_h1_canned(c, 500, NULL, body, sizeof body - 1, close);
       }
     }
     else
@@ -819,7 +825,7 @@ void owl_req_cancel (owl_req_t *r) {
 void owl_req_detach (owl_req_t *r, int err) {
   if (r->head_live && r->ref != LUA_NOREF) {
     lua_State *L = owl_srv.L;
-    lua_pushcfunction(L, owl_env_keepheaders);
+    lua_pushcfunction(L, owl_req_keepheaders);
     lua_pushlightuserdata(L, r);
     if (lua_pcall(L, 1, 0, 0) != LUA_OK)
       lua_pop(L, 1);                        /* out of memory: they stay empty */
@@ -846,4 +852,9 @@ void owl_req_detach (owl_req_t *r, int err) {
 void owl_open_request (lua_State *L) {
   luaL_getmetatable(L, OWL_REQ_T);
   owl_req_mt = luaL_ref(L, LUA_REGISTRYINDEX);
+  owl_h1_req.begin = owl_req_begin;
+  owl_h1_req.start = owl_req_start;
+  owl_h1_req.wake_reader = owl_req_wake_reader;
+  owl_h1_req.wake_writer = owl_req_wake_writer;
+  owl_h1_req.detach = owl_req_detach;
 }

@@ -50,9 +50,10 @@ extern const char owl_req_key;
 /* registry[owl_req_mt] (a luaL_ref) is the request's metatable (OWL_REQ_T) */
 extern int owl_req_mt;
 
-/* env.c: [request(light)] -> (): makes owin.RequestHeaders while the head
-** is still in the connection (a lua_CFunction, run protected). */
-int owl_env_keepheaders (lua_State *L);
+/* [request(light)] -> (): makes owin.RequestHeaders while the head is
+** still in the connection (a lua_CFunction, run protected).  env.c sets it
+** when it opens, so that the request cycle does not call up into env.c. */
+extern lua_CFunction owl_req_keepheaders;
 
 
 #endif

@@ -13,6 +13,11 @@
 #include "owl.h"
 
 
+/* The process's one server: the loop and main state the runtime runs on,
+** and what the layers above keep there (server.c fills it). */
+owl_server_t owl_srv;
+
+
 static const char token_mt = 0;     /* registry key of the token metatable */
 static const char cbs_key = 0;      /* token[&cbs_key] = { callbacks } */
 

@@ -101,17 +101,23 @@ static int send_k (lua_State *L, int status, lua_KContext ctx) {
     return failure(L, ECANCELED, NULL);
   }
   owl_conn_flush(c);
-  if (r->conn == NULL || uv_fileno(&c->h.handle, &sock) != 0) {
+  if (r->conn == NULL) {
     sf_close(sf);
     return failure(L, EPIPE, NULL);
   }
+  /* a transport without a descriptor to write to (TLS) gets the file
+  ** through the bounded copy below */
+  int direct = owl_conn_fileno(c, &sock) == 0;
   while (sf->left > 0) {
     if (owl_conn_pending(c) > 0) {          /* bytes before ours: wait */
       r->task.wait = OWL_WAIT_DRAIN;
       return lua_yieldk(L, 0, 0, send_k);
     }
     size_t want = sf->left > (1u << 30) ? (1u << 30) : (size_t)sf->left;
-    ssize_t n = sendfile(sock, sf->fd, &sf->off, want);
+    ssize_t n = -1;
+    errno = EAGAIN;
+    if (direct)
+      n = sendfile(sock, sf->fd, &sf->off, want);
     if (n > 0) {
       sf->left -= (uint64_t)n;
       continue;
@@ -130,16 +136,17 @@ static int send_k (lua_State *L, int status, lua_KContext ctx) {
       return failure(L, EIO, "the file ended before the range did");
     }
     size_t piece = sf->left < PIECE ? (size_t)sf->left : PIECE;
-    if (owl_buf_reserve(&c->out, piece))
+    char *to = owl_conn_reserve(c, piece);
+    if (to == NULL)
       return luaL_error(L, "not enough memory");
-    ssize_t got = pread(sf->fd, c->out.base + c->out.len, piece, sf->off);
+    ssize_t got = pread(sf->fd, to, piece, sf->off);
     if (got <= 0) {
       int e = got < 0 ? errno : EIO;
       sf_close(sf);
       r->abort = 1;
       return failure(L, e, NULL);
     }
-    c->out.len += (size_t)got;
+    owl_conn_commit(c, (size_t)got);
     sf->off += got;
     sf->left -= (uint64_t)got;
     owl_conn_flush(c);                      /* the socket is full: libuv waits */
@@ -149,7 +156,7 @@ static int send_k (lua_State *L, int status, lua_KContext ctx) {
     }
   }
   sf_close(sf);
-  if (sf->chunked && owl_buf_append(&c->out, "\r\n", 2))
+  if (sf->chunked && owl_conn_append(c, "\r\n", 2))
     return luaL_error(L, "not enough memory");
   lua_pushboolean(L, 1);
   return 1;
@@ -204,7 +211,7 @@ static int l_sendfile (lua_State *L) {
     lua_getiuservalue(L, -1, UV_ENV);
     lua_getfield(L, -1, "owin.ResponseHeaders");
     if (lua_getfield(L, -1, "Content-Length") == LUA_TNIL && r->written == 0 &&
-        (r->conn == NULL || r->conn->held == 0)) {
+        (r->conn == NULL || owl_conn_held(r->conn) == 0)) {
       lua_pushinteger(L, len);
       lua_setfield(L, -3, "Content-Length");
     }
@@ -232,7 +239,7 @@ static int l_sendfile (lua_State *L) {
     char *d = owl_fmt_uint(hex + sizeof hex - 2, (uint64_t)len, 16);
     hex[sizeof hex - 2] = '\r';
     hex[sizeof hex - 1] = '\n';
-    if (owl_buf_append(&r->conn->out, d, (size_t)(hex + sizeof hex - d)))
+    if (owl_conn_append(r->conn, d, (size_t)(hex + sizeof hex - d)))
       return luaL_error(L, "not enough memory");
     sf->chunked = 1;
   }

@@ -15,95 +15,12 @@
 #include "owl.h"
 
 
-owl_server_t owl_srv;
-
-
-/* {====== status reasons and the Date header */
-
-/* The reason phrase of a status, "" for a code without one.  The same
-   phrases as lua/owin/host/status.lua, the pure-Lua hosts' table
-   (spec/unit/host_spec.lua checks that the two agree). */
-const char *owl_reason (int status) {
-  switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 103: return "Early Hints";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 203: return "Non-Authoritative Information";
-    case 204: return "No Content";
-    case 205: return "Reset Content";
-    case 206: return "Partial Content";
-    case 300: return "Multiple Choices";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 305: return "Use Proxy";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 402: return "Payment Required";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 406: return "Not Acceptable";
-    case 407: return "Proxy Authentication Required";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 411: return "Length Required";
-    case 412: return "Precondition Failed";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 416: return "Range Not Satisfiable";
-    case 417: return "Expectation Failed";
-    case 421: return "Misdirected Request";
-    case 422: return "Unprocessable Content";
-    case 425: return "Too Early";
-    case 426: return "Upgrade Required";
-    case 428: return "Precondition Required";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 451: return "Unavailable For Legal Reasons";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "";
-  }
-}
-
-
-/* Keeps s->date (IMF-fixdate) current; formats at most once a second. */
-void owl_server_date (owl_server_t *s) {
-  static const char *const days[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
-  static const char *const months[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
-  time_t now = time(NULL);
-  if ((uint64_t)now == s->date_sec)
-    return;
-  struct tm tm;
-  gmtime_r(&now, &tm);
-  snprintf(s->date, sizeof s->date, "%s, %02d %s %04d %02d:%02d:%02d GMT",
-           days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900,
-           tm.tm_hour, tm.tm_min, tm.tm_sec);
-  s->date_sec = (uint64_t)now;
-}
-/* }====== */
-
-
 /* {====== listeners */
 
 static void on_connection (uv_stream_t *l, int status) {
   if (status < 0)
     return;
-  owl_conn_accept(l);
+  owl_h1_accept(l);
 }
 
 
@@ -279,7 +196,7 @@ static void drain_queue (owl_server_t *s, uv_stream_t *l) {
   for (;;) {
     int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (c >= 0)
-      owl_conn_adopt(s, c);
+      owl_h1_adopt(s, c);
     else if (errno != EINTR && errno != ECONNABORTED)
       break;
   }
@@ -323,34 +240,32 @@ static void finish (owl_server_t *s) {
 }
 
 
-void owl_server_conn_gone (owl_server_t *s) {
-  if (s->stopping && s->nconns == 0)
+/* A connection was freed (conns.on_gone), or a stop step ended. */
+static void conn_gone (owl_conns_t *set) {
+  owl_server_t *s = &owl_srv;
+  if (s->stopping && set->n == 0)
     finish(s);
-}
-
-
-static int conn_idle (owl_conn_t *c) {
-  return c->req == NULL && c->ws == NULL && !c->got_bytes && owl_conn_pending(c) == 0;
 }
 
 
 static void on_idle_grace (uv_timer_t *t) {
   owl_server_t *s = t->data;
-  owl_conn_t *next;
-  for (owl_conn_t *c = s->conns; c != NULL; c = next) {
-    next = c->next;
-    if (conn_idle(c))
-      owl_conn_close(c);
+  for (owl_conn_t *c = owl_conn_next(&s->conns, NULL); c != NULL;
+       c = owl_conn_next(&s->conns, c)) {
+    const owl_handler_t *h = owl_conn_handler(c);
+    if (!owl_conn_closing(c) && h->idle && h->idle(c))
+      owl_conn_close(c);                    /* freed later: the walk goes on */
   }
-  owl_server_conn_gone(s);
+  conn_gone(&s->conns);
 }
 
 
 static void on_grace (uv_timer_t *t) {
   owl_server_t *s = t->data;
-  for (owl_conn_t *c = s->conns; c != NULL; c = c->next)
+  for (owl_conn_t *c = owl_conn_next(&s->conns, NULL); c != NULL;
+       c = owl_conn_next(&s->conns, c))
     owl_conn_close(c);                      /* CallCancelled fires */
-  owl_server_conn_gone(s);
+  conn_gone(&s->conns);
 }
 
 
@@ -369,16 +284,16 @@ static void begin_shutdown (owl_server_t *s) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->disposing_ref);
   owl_token_fire(L, -1);
   lua_pop(L, 1);
-  for (owl_conn_t *c = s->conns; c != NULL; c = c->next) {
-    if (c->ws != NULL)
-      owl_wsock_shutdown(c->ws);            /* close 1001, CallCancelled */
-    else
-      c->keepalive = 0;                     /* idle ones: see on_idle_grace */
+  for (owl_conn_t *c = owl_conn_next(&s->conns, NULL); c != NULL;
+       c = owl_conn_next(&s->conns, c)) {
+    const owl_handler_t *h = owl_conn_handler(c);
+    if (!owl_conn_closing(c) && h->on_stop)
+      h->on_stop(c);                        /* WebSockets: close 1001 */
   }
   uv_timer_start(&s->grace_timer, on_grace, s->opt.graceful_timeout, 0);
   uv_timer_start(&s->idle_timer, on_idle_grace, s->opt.graceful_timeout < IDLE_GRACE_MS
                  ? s->opt.graceful_timeout : IDLE_GRACE_MS, 0);
-  owl_server_conn_gone(s);
+  conn_gone(&s->conns);
 }
 
 
@@ -524,6 +439,7 @@ void owl_server_init (owl_server_t *s, lua_State *L) {
   /* no task runs in the main thread; new threads copy this extra space */
   *(owl_task_t **)lua_getextraspace(L) = NULL;
   s->loop = uv_default_loop();
+  s->conns.on_gone = conn_gone;
   s->app_ref = LUA_NOREF;
   s->opt.max_header_bytes = 32 * 1024;
   s->opt.max_headers = 100;

@@ -118,7 +118,7 @@ static int read_k (lua_State *L, int status, lua_KContext ctx) {
                        read_reason(r->read_err));
       }
       r->read_all = 1;
-      owl_conn_resume_reading(c);
+      owl_h1_resume_reading(c);
       return wait(L, r, OWL_WAIT_READ, ctx, read_k);
     }
     r->read_all = 0;
@@ -131,7 +131,7 @@ static int read_k (lua_State *L, int status, lua_KContext ctx) {
     lua_pushlstring(L, r->body.base, n);
     owl_buf_consume(&r->body, n);
     if (c != NULL && r->body.len < OWL_BODY_HIGH)
-      owl_conn_resume_reading(c);
+      owl_h1_resume_reading(c);
     return 1;
   }
   if (r->body_done) {
@@ -141,7 +141,7 @@ static int read_k (lua_State *L, int status, lua_KContext ctx) {
   if (r->read_err || c == NULL)
     return failure(L, r->read_err ? r->read_err : UV_ECONNRESET,
                    read_reason(r->read_err));
-  owl_conn_resume_reading(c);
+  owl_h1_resume_reading(c);
   return wait(L, r, OWL_WAIT_READ, ctx, read_k);
 }
 

@@ -28,18 +28,20 @@ enum { UP_WS = 1, UP_RAW = 2 };
 */
 static const char *push_values (lua_State *L, owl_conn_t *c, const char *lname,
                                 size_t *len) {
-  size_t *f = (size_t *)c->fields.base;
-  size_t nf = c->fields.len / (2 * sizeof(size_t));
+  size_t nf = owl_h1_nfields(c);
   size_t ln = strlen(lname);
   int first = 1;
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   for (size_t i = 1; i + 1 < nf; i += 2) {
-    if (f[2 * i + 1] != ln || memcmp(c->head.base + f[2 * i], lname, ln) != 0)
+    size_t nl, vl;
+    const char *name = owl_h1_field(c, i, &nl);
+    if (nl != ln || memcmp(name, lname, ln) != 0)
       continue;
+    const char *v = owl_h1_field(c, i + 1, &vl);
     if (!first)
       luaL_addstring(&b, ", ");
-    luaL_addlstring(&b, c->head.base + f[2 * i + 2], f[2 * i + 3]);
+    luaL_addlstring(&b, v, vl);
     first = 0;
   }
   luaL_pushresult(&b);
@@ -203,13 +205,12 @@ static void upgrade (lua_State *L, owl_req_t *r, int ri, int kind, int protoidx)
   lua_settop(L, proto);
   r->status = 101;
   owl_req_commit(L, r);                     /* OnSendingHeaders run here */
-  c->out.len -= c->held;                    /* a 101 has no body */
-  c->held = 0;
+  owl_conn_drop_held(c);                    /* a 101 has no body */
   owl_req_serialize(L, r, 1);
   r->upgraded = 1;
   r->finished = 1;                          /* its body streams are done */
   r->head_live = 0;
-  c->req = NULL;
+  owl_h1_upgraded(c);
   r->conn = NULL;
   owl_wsock_new(L, c, ri, kind == UP_RAW, agreed.enabled ? &agreed : NULL);
   lua_pushvalue(L, -1);
@@ -264,7 +265,7 @@ static int accept_later (lua_State *L) {
 ** WebSocket handshake); ri is the request userdata.
 */
 void owl_upgrade_env (lua_State *L, owl_conn_t *c, int env, int ri) {
-  if (c->upgrade == 2) {
+  if (owl_h1_upgrade(c) == 2) {
     lua_pushvalue(L, ri);
     lua_pushinteger(L, UP_WS);
     lua_pushcclosure(L, accept_later, 2);
@@ -322,7 +323,7 @@ static int l_ws_accept (lua_State *L) {
   owl_req_t *r = luaL_testudata(L, -1, OWL_REQ_T);
   luaL_argexpected(L, r != NULL, 1, "OWIN env");
   int ri = lua_gettop(L);
-  if (r->conn == NULL || r->conn->upgrade != 2)
+  if (r->conn == NULL || owl_h1_upgrade(r->conn) != 2)
     return luaL_error(L, "not a WebSocket request (check websocket.is_request(env))");
   if (r->upgrade_kind || r->upgraded)
     return luaL_error(L, "the request was already upgraded");

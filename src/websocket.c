@@ -14,8 +14,9 @@
 #define WV_REQ     3   /* the request it came from (anchor) */
 #define NWV        3
 /*
-** Ownership: the connection points to its socket (c->ws) and the socket
-** back (w->conn, weak: cleared when the connection closes).  A registry
+** Ownership: the connection points to its socket (its handler's data, see
+** conn.h) and the socket back (w->conn, weak: cleared when the connection
+** closes).  A registry
 ** ref (w->ref) keeps the userdata alive while the connection is open; after
 ** that the GC frees it, and __gc releases the codec and queued messages.
 **
@@ -73,6 +74,7 @@ struct owl_wsock {
   unsigned close_sent : 1;
   unsigned close_rcvd : 1;
   unsigned shutting : 1;        /* server shutdown: 1001 sent */
+  unsigned in_drive : 1;        /* handling a read: wake no sender from settle */
 };
 
 
@@ -140,10 +142,12 @@ static int wait (lua_State *L, owl_wsock_t *w, lua_KContext ctx, lua_KFunction k
 static int put (void *ud, const char *head, size_t hlen, const char *data,
                 size_t dlen) {
   owl_conn_t *c = ud;
-  if (owl_buf_reserve(&c->out, hlen + dlen))
+  char *to = owl_conn_reserve(c, hlen + dlen);
+  if (to == NULL)
     return OWL_WS_ENOMEM;
-  owl_buf_append(&c->out, head, hlen);
-  owl_buf_append(&c->out, data, dlen);
+  memcpy(to, head, hlen);
+  memcpy(to + hlen, data, dlen);
+  owl_conn_commit(c, hlen + dlen);
   return 0;
 }
 
@@ -152,10 +156,10 @@ static int put (void *ud, const char *head, size_t hlen, const char *data,
 static int frame (owl_wsock_t *w, int opcode, int fin, const char *p, size_t n,
                   int compress) {
   owl_conn_t *c = w->conn;
-  if (c == NULL || c->closing)
+  if (c == NULL || owl_conn_closing(c))
     return UV_EPIPE;
   if (w->raw)
-    return owl_buf_append(&c->out, p, n);
+    return owl_conn_append(c, p, n);
   return owl_ws_send(&w->codec, opcode, fin, p, n, compress, put, c);
 }
 
@@ -190,7 +194,7 @@ static void reply_close (owl_wsock_t *w) {
     send_close(w, w->client_code == OWL_WS_NO_STATUS || w->client_code == 1006 ?
                OWL_WS_NORMAL : w->client_code, NULL, 0);
   if (w->conn)
-    w->conn->close_after = 1;
+    owl_conn_close_after(w->conn);
 }
 
 
@@ -238,8 +242,11 @@ static int on_control (void *ud, int opcode, const char *data, size_t len) {
 static const owl_ws_events events = { on_message, on_control };
 
 
+static void settle (owl_wsock_t *w);
+
+
 /* Bytes from the peer (the read buffer, or what HTTP parsing left). */
-void owl_wsock_on_read (owl_wsock_t *w, char *p, size_t n) {
+static void on_bytes (owl_wsock_t *w, char *p, size_t n) {
   owl_conn_t *c = w->conn;
   w->last_rx = uv_now(owl_srv.loop);
   if (w->timer == W_PONG)
@@ -262,76 +269,89 @@ void owl_wsock_on_read (owl_wsock_t *w, char *p, size_t n) {
         reply_close(w);
     }
   }
-  c->in_drive = 1;
+  w->in_drive = 1;
   owl_wsock_wake(w);
-  c->in_drive = 0;
-  owl_wsock_settle(w);
+  w->in_drive = 0;
+  settle(w);
 }
 
 
 /* Reading stops while the app is behind; the timer pings idle peers. */
-void owl_wsock_settle (owl_wsock_t *w) {
+static void settle (owl_wsock_t *w) {
   owl_conn_t *c = w->conn;
   owl_options_t *o = &owl_srv.opt;
-  if (c == NULL || c->closing)
+  if (c == NULL || owl_conn_closing(c))
     return;
   owl_conn_flush(c);
-  if (c->closing)
+  if (owl_conn_closing(c))
     return;
-  if (w->nwait > 0 && !c->in_drive && owl_conn_pending(c) <= OWL_OUT_LOW) {
+  if (w->nwait > 0 && !w->in_drive && owl_conn_pending(c) <= OWL_OUT_LOW) {
     owl_wsock_wake(w);                      /* a sender may go on: the kernel */
-    if (w->conn == NULL || c->closing)      /* took it all, no write callback */
-      return;                               /* will come */
+    if (w->conn == NULL || owl_conn_closing(c))   /* took it all, no write */
+      return;                               /* callback will come */
   }
-  if (c->close_after && !c->writing && c->out.len == 0 &&
+  if (owl_conn_closes_after(c) && owl_conn_pending(c) == 0 &&
       (w->close_rcvd || w->raw)) {
     owl_conn_close(c);                      /* the handshake is over */
     return;
   }
-  int want = (w->raw ? w->rawin.len : w->queued) < WS_QUEUE_HIGH && !w->close_rcvd;
-  if (want && !c->reading)
-    c->reading = uv_read_start(&c->h.stream, owl_conn_alloc, owl_conn_read) == 0;
-  else if (!want && c->reading) {
-    uv_read_stop(&c->h.stream);
-    c->reading = 0;
-  }
-  if (c->out.len == 0)                      /* an idle socket keeps no buffers */
-    owl_buf_free(&c->out);
-  if (!c->writing)
-    owl_buf_free(&c->wbuf);
+  owl_conn_reading(c, (w->raw ? w->rawin.len : w->queued) < WS_QUEUE_HIGH &&
+                      !w->close_rcvd);
+  owl_conn_trim(c);                         /* an idle socket keeps no buffers */
   if ((w->close_sent || w->close_rcvd) && w->timer != W_CLOSE) {
     w->timer = W_CLOSE;                     /* the peer's close, or our reply */
-    uv_timer_start(&c->timer, owl_conn_timer, o->ws_close_timeout, 0);
+    owl_conn_timer(c, o->ws_close_timeout);
   }
   else if (w->timer == W_NONE && o->ws_ping_interval && !w->raw) {
     w->timer = W_PING;
-    uv_timer_start(&c->timer, owl_conn_timer, o->ws_ping_interval, 0);
+    owl_conn_timer(c, o->ws_ping_interval);
   }
 }
 
 
-/* The connection's timer, in WebSocket mode. */
-void owl_wsock_on_timer (owl_wsock_t *w) {
-  owl_conn_t *c = w->conn;
+/* {====== the handler */
+
+#define WSOCK(c) ((owl_wsock_t *)owl_conn_data(c))
+
+static void on_read (owl_conn_t *c, char *p, size_t n) {
+  on_bytes(WSOCK(c), p, n);
+}
+
+
+static void on_eof (owl_conn_t *c, int err) {
+  (void)err;
+  owl_conn_close(c);
+}
+
+
+static void on_drain (owl_conn_t *c) {
+  owl_wsock_t *w = WSOCK(c);
+  if (owl_conn_pending(c) <= OWL_OUT_LOW)
+    owl_wsock_wake(w);
+  settle(w);
+}
+
+
+static void on_timer (owl_conn_t *c) {
+  owl_wsock_t *w = WSOCK(c);
   owl_options_t *o = &owl_srv.opt;
   uint64_t now = uv_now(owl_srv.loop);
   switch (w->timer) {
     case W_PING:
       if (now - w->last_rx < o->ws_ping_interval) {
-        uv_timer_start(&c->timer, owl_conn_timer,
-                       o->ws_ping_interval - (now - w->last_rx), 0);
+        owl_conn_timer(c, o->ws_ping_interval - (now - w->last_rx));
         return;                             /* the peer spoke meanwhile */
       }
       frame(w, OWL_WS_PING, 1, "", 0, 0);
       w->timer = W_PONG;
-      uv_timer_start(&c->timer, owl_conn_timer, o->ws_ping_timeout, 0);
+      owl_conn_timer(c, o->ws_ping_timeout);
       owl_conn_flush(c);
       return;
     case W_CLOSE:
       if (w->close_rcvd && !w->close_sent) {  /* the app never came back */
         reply_close(w);
         w->timer = W_NONE;
-        owl_wsock_settle(w);                /* closes once written */
+        settle(w);                          /* closes once written */
         return;
       }
       owl_conn_close(c);                    /* no close frame came back */
@@ -343,8 +363,34 @@ void owl_wsock_on_timer (owl_wsock_t *w) {
 }
 
 
+static void detach (owl_wsock_t *w);
+static void shutdown_ (owl_wsock_t *w);
+
+
+static void on_close (owl_conn_t *c) {
+  detach(WSOCK(c));
+}
+
+
+static void on_stop (owl_conn_t *c) {
+  shutdown_(WSOCK(c));
+}
+
+
+static int is_idle (owl_conn_t *c) {
+  (void)c;
+  return 0;                                 /* closed by the close handshake */
+}
+
+
+static const owl_handler_t ws_handler = {
+  on_read, on_eof, on_drain, on_timer, on_close, NULL, on_stop, is_idle
+};
+/* }====== */
+
+
 /* The connection closed: fire CallCancelled, wake the waiting tasks. */
-void owl_wsock_detach (owl_wsock_t *w) {
+static void detach (owl_wsock_t *w) {
   lua_State *L = owl_srv.L;
   w->conn = NULL;
   if (!w->close_rcvd)
@@ -361,7 +407,7 @@ void owl_wsock_detach (owl_wsock_t *w) {
 
 
 /* Graceful shutdown: close 1001 to the peer, CallCancelled to the app. */
-void owl_wsock_shutdown (owl_wsock_t *w) {
+static void shutdown_ (owl_wsock_t *w) {
   lua_State *L = owl_srv.L;
   if (w->shutting)
     return;
@@ -376,7 +422,7 @@ void owl_wsock_shutdown (owl_wsock_t *w) {
     owl_token_fire(L, -1);
   lua_pop(L, 2);
   owl_wsock_wake(w);
-  owl_wsock_settle(w);
+  settle(w);
 }
 /* }====== */
 
@@ -412,7 +458,7 @@ static int recv_k (lua_State *L, int status, lua_KContext ctx) {
     lua_pushinteger(L, m->opcode);
     free(m);
     if (w->conn)
-      owl_wsock_settle(w);                  /* reading may go on */
+      settle(w);                  /* reading may go on */
     if (!ctx)
       return 2;
     lua_pushboolean(L, 1);                  /* whole messages: always fin */
@@ -422,7 +468,7 @@ static int recv_k (lua_State *L, int status, lua_KContext ctx) {
     return wait(L, w, ctx, recv_k);
   if (w->conn != NULL && !w->close_sent) {
     reply_close(w);                         /* the app has seen everything */
-    owl_wsock_settle(w);
+    settle(w);
   }
   if (!ctx)
     return closed(L, w);
@@ -466,7 +512,7 @@ static int drained_k (lua_State *L, int status, lua_KContext ctx) {
 /* After queueing output: flush, then wait while too much is pending. */
 static int backpressure (lua_State *L, owl_wsock_t *w) {
   owl_conn_t *c = w->conn;
-  if (!c->in_drive)
+  if (!w->in_drive)
     owl_conn_flush(c);
   if (w->conn && owl_conn_pending(c) >= OWL_OUT_HIGH && owl_task_of(L) != NULL &&
       lua_isyieldable(L))
@@ -547,13 +593,13 @@ static int ws_close (lua_State *L) {
     return 1;
   }
   if (w->raw) {
-    w->conn->close_after = 1;               /* after what was written */
-    owl_wsock_settle(w);
+    owl_conn_close_after(w->conn);          /* after what was written */
+    settle(w);
     lua_pushboolean(L, 1);
     return 1;
   }
   send_close(w, (unsigned)code, reason, n);
-  owl_wsock_settle(w);
+  settle(w);
   if (owl_task_of(L) == NULL || !lua_isyieldable(L)) {
     lua_pushboolean(L, 1);
     return 1;
@@ -595,7 +641,7 @@ static int raw_read_k (lua_State *L, int status, lua_KContext ctx) {
     lua_pushlstring(L, w->rawin.base, n);
     owl_buf_consume(&w->rawin, n);
     if (w->conn)
-      owl_wsock_settle(w);
+      settle(w);
     return 1;
   }
   if (w->conn == NULL) {
@@ -776,20 +822,16 @@ void owl_wsock_new (lua_State *L, owl_conn_t *c, int reqidx, int raw,
   w->ref = luaL_ref(L, LUA_REGISTRYINDEX);
   w->conn = c;
   w->last_rx = uv_now(owl_srv.loop);
-  c->ws = w;
-  owl_buf_free(&c->head);                   /* the request's head is done with */
-  owl_buf_free(&c->fields);
-  uv_timer_stop(&c->timer);
-  c->close_after = 0;
-  c->keepalive = 0;
-  if (c->in.len > 0) {                      /* frames that came with the head */
-    owl_buf_t left = c->in;
-    memset(&c->in, 0, sizeof c->in);
-    owl_wsock_on_read(w, left.base, left.len);
+  owl_conn_set_handler(c, &ws_handler, w);
+  owl_buf_t *in = owl_conn_kept(c);
+  if (in->len > 0) {                        /* frames that came with the head */
+    owl_buf_t left = *in;
+    memset(in, 0, sizeof *in);
+    on_bytes(w, left.base, left.len);
     owl_buf_free(&left);
   }
   else
-    owl_wsock_settle(w);
+    settle(w);
 }
 
 
@@ -819,12 +861,12 @@ void owl_wsock_end (lua_State *L, int idx, unsigned code) {
   if (w == NULL || w->conn == NULL)
     return;
   if (w->raw)
-    w->conn->close_after = 1;               /* once what was written is out */
+    owl_conn_close_after(w->conn);          /* once what was written is out */
   else if (w->close_rcvd)
     reply_close(w);                         /* the peer's close, unanswered */
   else
     send_close(w, code, NULL, 0);
-  owl_wsock_settle(w);
+  settle(w);
 }
 
 
