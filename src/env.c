@@ -80,7 +80,7 @@ static int on_sending (lua_State *L) {
   owl_req_t *r = checkreq(L, lua_upvalueindex(1));
   lua_settop(L, 2);
   luaL_checktype(L, 1, LUA_TFUNCTION);
-  if (r->committed)
+  if (OWL_COMMITTED(r))
     return luaL_error(L, "server.OnSendingHeaders: headers already sent");
   if (lua_getiuservalue(L, lua_upvalueindex(1), UV_ONSEND) != LUA_TTABLE) {
     lua_pop(L, 1);
@@ -219,7 +219,7 @@ static void pushvirtual (lua_State *L, int id, int key) {
         if (t == LUA_TSTRING)               /* lines sent without a table */
           setlines(L, lua_gettop(L), lua_gettop(L) - 1);
         lua_remove(L, -2);
-        if (r->committed)
+        if (OWL_COMMITTED(r))
           owl_headers_freeze(L, -1);
         lua_pushvalue(L, -1);
         lua_setiuservalue(L, ri, UV_RESPH);
@@ -319,7 +319,7 @@ static int env_newindex (lua_State *L) {
     lua_rawset(L, 1);
     return 0;
   }
-  if (r->committed)
+  if (OWL_COMMITTED(r))
     sent_error(L, lua_tostring(L, 2));
   lua_rawgetp(L, 1, &owl_req_key);
   int ri = lua_gettop(L);

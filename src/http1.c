@@ -423,7 +423,7 @@ static int body_data (h1_t *h, const char *at, size_t n) {
   h->body_in += n;
   if (max && h->body_in > max)
     return refuse(h, 413);
-  if (r != NULL && !r->finished) {
+  if (r != NULL && !OWL_ENDED(r)) {
     if (owl_buf_append(&r->body, at, n))
       return refuse(h, 500);
     if (h->timer_mode == T_BODY)    /* progress: the idle timeout starts over */
@@ -830,11 +830,11 @@ static void conn_fail (h1_t *h, int status) {
   owl_req_t *r = h->req;
   int err = status == 413 ? UV_E2BIG : status == 408 ? UV_ETIMEDOUT : UV_ECONNRESET;
   if (r != NULL) {
-    int wire = r->wire;
+    int sent = OWL_SENT(r);
     owl_conn_drop_held(c);          /* drop what the app had buffered */
     h->req = NULL;
     owl_h1_req.detach(r, err);
-    if (wire) {
+    if (sent) {
       owl_conn_close_after(c);
       return;
     }

@@ -184,6 +184,26 @@ void owl_h1_upgraded (owl_conn_t *c);
 
 /* {====== request (request.c) */
 
+/*
+** The response, as one state.  It only moves forward:
+**   R_OPEN       status and headers may change.
+**   R_COMMITTED  OnSendingHeaders ran; status and headers are frozen (a
+**                change raises "headers already sent"); the first body
+**                bytes are held in the connection (owl_req_commit).
+**   R_SENT       the status line and headers went to the connection, or it
+**                was gone; body bytes go straight out (owl_req_serialize).
+**   R_DONE       the app returned and the body is framed to its end, or the
+**                request ended without finishing (an error, a detach).
+**   R_UPGRADED   a 101 went out and a socket took the connection.
+** OPEN -> COMMITTED -> SENT -> DONE is the life of an answer; COMMITTED ->
+** SENT -> UPGRADED that of a 101; any state before DONE may go to DONE.
+*/
+enum owl_resp { R_OPEN, R_COMMITTED, R_SENT, R_DONE, R_UPGRADED };
+
+#define OWL_COMMITTED(r) ((r)->resp >= R_COMMITTED)
+#define OWL_SENT(r) ((r)->resp >= R_SENT)
+#define OWL_ENDED(r) ((r)->resp >= R_DONE)
+
 struct owl_req {
   owl_task_t task;
   owl_conn_t *conn;             /* weak; NULL once the connection is gone */
@@ -193,10 +213,8 @@ struct owl_req {
   int status;
   uint8_t method;
   uint8_t http_minor;
+  unsigned resp : 3;            /* enum owl_resp */
   unsigned started : 1;         /* the app's coroutine was started */
-  unsigned committed : 1;       /* headers "sent": frozen for the app */
-  unsigned serialized : 1;      /* status line and headers are in conn->out */
-  unsigned finished : 1;        /* the app returned and the response ended */
   unsigned body_done : 1;       /* the whole request body has arrived */
   unsigned cancelled : 1;
   unsigned expect_continue : 1;
@@ -206,11 +224,9 @@ struct owl_req {
   unsigned no_body : 1;         /* HEAD, 1xx, 204, 304 */
   unsigned is_head : 1;
   unsigned read_all : 1;        /* a read("a") is waiting: do not pause */
-  unsigned wire : 1;            /* some bytes of the response reached conn->out unheld */
   unsigned abort : 1;           /* the response cannot end well: cut the connection */
   unsigned head_live : 1;       /* conn->head still holds this request's head */
   unsigned upgrade_kind : 2;    /* websocket.Accept (1) or opaque.Upgrade (2) called */
-  unsigned upgraded : 1;        /* the 101 went out: a socket took the connection */
   unsigned hflags : 4;          /* OWL_HF_* of the response headers at commit */
   int read_err;                 /* 0 or a libuv error for body reads */
   int64_t content_length;       /* set by the app, -1 if not */
@@ -219,6 +235,13 @@ struct owl_req {
   size_t want;                  /* bytes asked by the waiting read */
   owl_buf_t body;               /* request body received, not yet read */
 };
+
+/* Moves r to state st if it is behind it. */
+static inline void owl_req_reach (owl_req_t *r, enum owl_resp st) {
+  if (r->resp < st)
+    r->resp = st;
+}
+
 
 /* Builds the request from the parsed head and makes it c->req. */
 owl_req_t *owl_req_begin (owl_conn_t *c);

@@ -297,7 +297,7 @@ static int64_t app_length (lua_State *L) {
 ** and headers.  Runs in the request's coroutine; errors propagate to it.
 */
 void owl_req_commit (lua_State *L, owl_req_t *r) {
-  if (r->committed)
+  if (OWL_COMMITTED(r))
     return;
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref);
   int ri = lua_gettop(L);
@@ -314,7 +314,7 @@ void owl_req_commit (lua_State *L, owl_req_t *r) {
     }
   }
   lua_pop(L, 1);
-  r->committed = 1;
+  owl_req_reach(r, R_COMMITTED);
   if (lua_getiuservalue(L, ri, UV_RESPH) != LUA_TTABLE) {
     lua_settop(L, ri - 1);                  /* the app never set a header */
     r->no_body = r->is_head || r->status < 200 || r->status == 204 || r->status == 304;
@@ -387,7 +387,7 @@ void owl_req_serialize (lua_State *L, owl_req_t *r, int final) {
   owl_buf_t *b = &s->hbuf;
   int hasdate = 0, hasserver = 0;
   if (c == NULL) {
-    r->serialized = 1;
+    owl_req_reach(r, R_SENT);
     return;
   }
   b->len = 0;
@@ -539,8 +539,7 @@ void owl_req_serialize (lua_State *L, owl_req_t *r, int final) {
   if (owl_conn_unhold(c, b->base, b->len) ||
       (chunk && owl_conn_append(c, "\r\n", 2)))
     luaL_error(L, "not enough memory");
-  r->serialized = 1;
-  r->wire = 1;
+  owl_req_reach(r, R_SENT);
 }
 
 
@@ -567,7 +566,7 @@ int owl_req_body_write (lua_State *L, owl_req_t *r, const char *p, size_t n) {
     return UV_EPIPE;
   if (r->no_body || n == 0)
     return 0;
-  if (!r->serialized) {
+  if (!OWL_SENT(r)) {
     if (owl_conn_held(c) + n <= OWL_FIRST_BUF) {
       if (owl_conn_hold(c, p, n))
         return luaL_error(L, "not enough memory");
@@ -595,7 +594,7 @@ void owl_req_continue (owl_req_t *r) {
   static const char msg[] = "HTTP/1.1 100 Continue\r\n\r\n";
   owl_conn_t *c = r->conn;
   r->continue_sent = 1;
-  if (c == NULL || r->serialized)
+  if (c == NULL || OWL_SENT(r))
     return;
   if (owl_conn_insert(c, msg, sizeof msg - 1) == 0)
     owl_conn_flush(c);
@@ -610,17 +609,17 @@ static void finish (lua_State *L, owl_req_t *r) {
   owl_req_commit(L, r);
   if (r->content_length >= 0 && !r->no_body &&
       r->written != (uint64_t)r->content_length) {
-    if (!r->wire)
+    if (!OWL_SENT(r))
       luaL_error(L, "response body is shorter than its Content-Length "
                  "(%d of %d bytes)", (int)r->written, (int)r->content_length);
     r->abort = 1;                           /* too late: cut the connection */
   }
-  if (!r->serialized)
+  if (!OWL_SENT(r))
     owl_req_serialize(L, r, 1);
   else if (r->chunked && r->conn && !r->abort &&
            owl_conn_append(r->conn, "0\r\n\r\n", 5))
     luaL_error(L, "not enough memory");
-  r->finished = 1;
+  owl_req_reach(r, R_DONE);
 }
 /* }====== */
 
@@ -643,7 +642,7 @@ static int main_k (lua_State *L, int status, lua_KContext ctx) {
     lua_callk(L, 1, 0, ctx, upgraded_k);
     return upgraded_k(L, LUA_OK, ctx);
   }
-  if (r->upgraded)                          /* the adapter's accept */
+  if (r->resp == R_UPGRADED)                /* the adapter's accept */
     return upgraded_k(L, LUA_OK, ctx);
   finish(L, r);
   return 0;
@@ -700,7 +699,7 @@ static void req_end (owl_req_t *r, int status) {
   lua_State *L = s->L;
   lua_State *co = r->task.co;
   owl_conn_t *c = r->conn;
-  r->finished = 1;
+  owl_req_reach(r, R_DONE);
   *(owl_task_t **)lua_getextraspace(co) = NULL;
   if (status == LUA_OK)
     lua_settop(co, 0);
@@ -747,7 +746,7 @@ static void req_after (owl_task_t *t, int status) {
     const char *tb = lua_tostring(L, -1);
     log_error(r, "app error", tb);
     owl_upgrade_end(L, r, 1011);            /* a socket's coroutine failed */
-    if (c != NULL && !r->wire) {
+    if (c != NULL && !OWL_SENT(r)) {
       owl_conn_drop_held(c);
       if (!r->body_done)
         owl_h1_no_keepalive(c);
@@ -835,11 +834,11 @@ void owl_req_detach (owl_req_t *r, int err) {
   if (!r->body_done && r->read_err == 0)
     r->read_err = err;
   if (!r->started) {                        /* no coroutine will end it */
-    r->finished = 1;
+    owl_req_reach(r, R_DONE);
     release(r);
     return;
   }
-  if (r->finished)
+  if (OWL_ENDED(r))
     return;
   owl_req_cancel(r);
   if (r->task.wait == OWL_WAIT_READ || r->task.wait == OWL_WAIT_DRAIN)

@@ -178,7 +178,7 @@ static int l_sendfile (lua_State *L) {
   luaL_argcheck(L, off >= 0, 2, "offset must not be negative");
   luaL_argcheck(L, len >= -1, 3, "length must not be negative");
   lua_settop(L, 4);
-  if (r->finished)
+  if (OWL_ENDED(r))
     return luaL_error(L, "sendfile.SendAsync used after its response finished");
   /* O_NONBLOCK: opening a FIFO must not block the loop (it is refused below) */
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
@@ -206,7 +206,7 @@ static int l_sendfile (lua_State *L) {
     len = st.st_size - off;
   sf->off = (off_t)off;
   sf->left = (uint64_t)len;
-  if (!r->committed) {                      /* Content-Length, if the app set none */
+  if (!OWL_COMMITTED(r)) {                      /* Content-Length, if the app set none */
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref);
     lua_getiuservalue(L, -1, UV_ENV);
     lua_getfield(L, -1, "owin.ResponseHeaders");
@@ -232,7 +232,7 @@ static int l_sendfile (lua_State *L) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  if (!r->serialized)
+  if (!OWL_SENT(r))
     owl_req_serialize(L, r, 0);
   if (r->chunked) {
     char hex[24];

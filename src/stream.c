@@ -44,7 +44,7 @@ void owl_stream_push (lua_State *L, owl_req_t *r) {
 
 static owl_req_t *checkstream (lua_State *L, int idx, const char *tname) {
   owl_stream_t *s = luaL_checkudata(L, idx, tname);
-  if (s->r->finished)
+  if (OWL_ENDED(s->r))
     luaL_error(L, "%s used after its response finished", tname + 8);
   return s->r;
 }
@@ -63,7 +63,7 @@ static owl_req_t *checkout (lua_State *L) {
     r = luaL_checkudata(L, 1, OUT_T);       /* raises the usual message */
   else
     lua_pop(L, 1);
-  if (r->finished)
+  if (OWL_ENDED(r))
     luaL_error(L, "%s used after its response finished", OUT_T + 8);
   return r;
 }
@@ -255,7 +255,7 @@ static int out_flush (lua_State *L) {
   owl_req_commit(L, r);
   if (r->conn == NULL)
     return failure(L, UV_EPIPE, "client closed the connection");
-  if (!r->serialized)
+  if (!OWL_SENT(r))
     owl_req_serialize(L, r, 0);
   owl_conn_flush(r->conn);
   if (r->conn == NULL)

@@ -124,7 +124,7 @@ static void upgrade (lua_State *L, owl_req_t *r, int ri, int kind, int protoidx)
     protoidx = lua_absindex(L, protoidx);
   if (c == NULL || !r->head_live)
     luaL_error(L, "cannot upgrade: the client is gone");
-  if (r->committed)
+  if (OWL_COMMITTED(r))
     luaL_error(L, "cannot upgrade: the response has already started");
   memset(&agreed, 0, sizeof agreed);
   int top = lua_gettop(L);
@@ -207,8 +207,7 @@ static void upgrade (lua_State *L, owl_req_t *r, int ri, int kind, int protoidx)
   owl_req_commit(L, r);                     /* OnSendingHeaders run here */
   owl_conn_drop_held(c);                    /* a 101 has no body */
   owl_req_serialize(L, r, 1);
-  r->upgraded = 1;
-  r->finished = 1;                          /* its body streams are done */
+  r->resp = R_UPGRADED;                     /* its body streams are done */
   r->head_live = 0;
   owl_h1_upgraded(c);
   r->conn = NULL;
@@ -225,7 +224,7 @@ static void upgrade (lua_State *L, owl_req_t *r, int ri, int kind, int protoidx)
 ** handshake goes on without the coroutine); an opaque one is cut.
 */
 void owl_upgrade_end (lua_State *L, owl_req_t *r, unsigned code) {
-  if (!r->upgraded || r->ref == LUA_NOREF)
+  if (r->resp != R_UPGRADED || r->ref == LUA_NOREF)
     return;
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref);
   lua_getiuservalue(L, -1, UV_UPGRADE);
@@ -245,7 +244,7 @@ static int accept_later (lua_State *L) {
   luaL_checktype(L, 2, LUA_TFUNCTION);
   if (!lua_isnoneornil(L, 1))
     luaL_checktype(L, 1, LUA_TTABLE);
-  if (r->committed || r->upgrade_kind)
+  if (OWL_COMMITTED(r) || r->upgrade_kind)
     return luaL_error(L, "%s: the response has already started or was upgraded",
                       kind == UP_WS ? "websocket.Accept" : "opaque.Upgrade");
   r->upgrade_kind = kind;
@@ -286,7 +285,7 @@ void owl_upgrade_env (lua_State *L, owl_conn_t *c, int env, int ri) {
 ** callback and its argument.  Returns 1 then, 0 when nothing was asked.
 */
 int owl_upgrade_run (lua_State *L, owl_req_t *r) {
-  if (!r->upgrade_kind || r->upgraded)
+  if (!r->upgrade_kind || r->resp == R_UPGRADED)
     return 0;
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref);
   int ri = lua_gettop(L);
@@ -325,7 +324,7 @@ static int l_ws_accept (lua_State *L) {
   int ri = lua_gettop(L);
   if (r->conn == NULL || owl_h1_upgrade(r->conn) != 2)
     return luaL_error(L, "not a WebSocket request (check websocket.is_request(env))");
-  if (r->upgrade_kind || r->upgraded)
+  if (r->upgrade_kind || r->resp == R_UPGRADED)
     return luaL_error(L, "the request was already upgraded");
   r->upgrade_kind = UP_WS;
   upgrade(L, r, ri, UP_WS, lua_isnoneornil(L, 2) ? 0 : 2);
