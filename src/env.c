@@ -1,5 +1,6 @@
 /*
-** The OWIN env table's metatable (see request.c for what the env holds).
+** The OWIN env: built for each request from the parsed head (begin_request,
+** the handler's owl_h1_req.begin), and its metatable.
 **
 ** Three response keys (owin.ResponseStatusCode, owin.ResponseReasonPhrase,
 ** owin.ResponseHeaders) are never stored in the env: __index and
@@ -18,6 +19,7 @@
 
 #include "owl.h"
 #include "request.h"
+#include "token.h"
 
 
 static const char *const keynames[] = {
@@ -457,6 +459,166 @@ static int l_keys (lua_State *L) {
 }
 
 
+/* {====== building the env */
+
+/*
+** Pushes the path percent-decoded, except "%2F" which stays encoded (as
+** ASP.NET Core does, so that a decoded "/" cannot change the segments).
+** Invalid escapes are kept as they are.
+*/
+static void pushpath (lua_State *L, int K, const char *p, size_t n) {
+  if (n == 0 || (n == 1 && p[0] == '/')) {
+    lua_rawgeti(L, K, K_SLASH);
+    return;
+  }
+  if (memchr(p, '%', n) == NULL) {
+    lua_pushlstring(L, p, n);
+    return;
+  }
+  luaL_Buffer b;
+  char *out = luaL_buffinitsize(L, &b, n);
+  size_t j = 0;
+  for (size_t i = 0; i < n; i++) {
+    int h, l;
+    if (p[i] == '%' && i + 2 < n && (h = owl_hexval((unsigned char)p[i + 1])) >= 0 &&
+        (l = owl_hexval((unsigned char)p[i + 2])) >= 0 && !(h == 2 && l == 15)) {
+      out[j++] = (char)(h * 16 + l);
+      i += 2;
+    }
+    else
+      out[j++] = p[i];
+  }
+  luaL_pushresultsize(&b, j);
+}
+
+
+/*
+** Splits the request-target t[0..n) into the path (*p, returned length)
+** and the query (*q, *qn; NULL when there is none).
+*/
+static size_t splittarget (const char *t, size_t n, const char **p,
+                           const char **q, size_t *qn) {
+  const char *end = t + n;
+  const char *hash = memchr(t, '#', n);
+  if (hash)
+    end = hash;
+  if (n > 0 && t[0] != '/' && t[0] != '*') {
+    /* absolute-form: skip "scheme://authority" */
+    const char *s = memchr(t, ':', (size_t)(end - t));
+    if (s && s + 2 < end && s[1] == '/' && s[2] == '/') {
+      s = memchr(s + 3, '/', (size_t)(end - (s + 3)));
+      const char *qm = memchr(t, '?', (size_t)(end - t));
+      if (s == NULL || (qm && qm < s))
+        s = qm ? qm : end;
+      t = s;
+    }
+  }
+  const char *qm = memchr(t, '?', (size_t)(end - t));
+  *p = t;
+  *q = qm ? qm + 1 : NULL;
+  *qn = qm ? (size_t)(end - qm - 1) : 0;
+  return (size_t)((qm ? qm : end) - t);
+}
+
+
+/*
+** Protected part of owl_req_begin: [conn] -> (nothing); builds the request
+** userdata and the env, and anchors the request with a registry ref.
+*/
+static int begin (lua_State *L) {
+  owl_conn_t *c = lua_touserdata(L, 1);
+  owl_server_t *s = &owl_srv;
+  size_t nf = owl_h1_nfields(c);
+  owl_req_t *r = lua_newuserdatauv(L, sizeof *r, NUV);
+  memset(r, 0, sizeof *r);
+  r->task.co_ref = LUA_NOREF;
+  r->task.after = NULL;             /* set by owl_req_start */
+  r->ref = LUA_NOREF;
+  r->status = 200;
+  r->content_length = -1;
+  r->id = ++s->next_id;
+  r->method = (uint8_t)owl_h1_method(c);
+  r->http_minor = (uint8_t)owl_h1_minor(c);
+  r->is_head = r->method == HTTP_HEAD;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, owl_req_mt);
+  lua_setmetatable(L, -2);
+  int ri = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->keys_ref);
+  int K = lua_gettop(L);
+  lua_createtable(L, 0, 5);                 /* the request slot, 4 keys */
+  int env = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->env_mt_ref);
+  lua_setmetatable(L, env);
+  lua_pushvalue(L, ri);
+  lua_rawsetp(L, env, &owl_req_key);
+  const char *path, *query, *target;
+  size_t tlen, qlen;
+  target = owl_h1_field(c, 0, &tlen);
+  size_t plen = splittarget(target, tlen, &path, &query, &qlen);
+  lua_rawgeti(L, K, K_METHOD);
+  if (lua_rawgeti(L, K, K_METHOD0 + r->method) != LUA_TSTRING) {
+    lua_pop(L, 1);                          /* first request with it */
+    lua_pushstring(L, llhttp_method_name((llhttp_method_t)r->method));
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, K, K_METHOD0 + r->method);
+  }
+  lua_rawset(L, env);
+  lua_rawgeti(L, K, K_PATH);
+  pushpath(L, K, path, plen);
+  lua_rawset(L, env);
+  lua_rawgeti(L, K, K_QUERY);
+  if (query && qlen > 0)
+    lua_pushlstring(L, query, qlen);
+  else
+    lua_rawgeti(L, K, K_EMPTY);
+  lua_rawset(L, env);
+  lua_rawgeti(L, K, K_RESPBODY);
+  lua_pushvalue(L, ri);                     /* the request is the body stream */
+  lua_rawset(L, env);
+  lua_pushvalue(L, env);
+  lua_setiuservalue(L, ri, UV_ENV);
+  if (owl_h1_upgrade(c))
+    owl_upgrade_env(L, c, env, ri);
+  lua_settop(L, ri);
+  owl_req_anchor(L, r);
+  r->conn = c;
+  r->head_live = 1;                 /* headers stay in c->head until asked */
+  for (size_t i = 1; i + 1 < nf; i += 2) {
+    size_t nl, vl;
+    const char *name = owl_h1_field(c, i, &nl);
+    if (nl == 6 && memcmp(name, "expect", 6) == 0 && r->http_minor == 1) {
+      const char *v = owl_h1_field(c, i + 1, &vl);
+      if (owl_ieq(v, vl, "100-continue"))
+        r->expect_continue = 1;
+    }
+  }
+  if (s->stopping)
+    owl_h1_no_keepalive(c);
+  lua_pushlightuserdata(L, r);      /* owl_req_begin's answer */
+  return 1;
+}
+
+
+/*
+** Builds the request from the head the HTTP/1.1 handler parsed on c.
+** Returns it, or NULL when Lua ran out of memory (logged).
+*/
+static owl_req_t *begin_request (owl_conn_t *c) {
+  lua_State *L = owl_srv.L;
+  lua_pushcfunction(L, begin);
+  lua_pushlightuserdata(L, c);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    fprintf(stderr, "owinlua: cannot build request: %s\n", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return NULL;
+  }
+  owl_req_t *r = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return r;
+}
+/* }====== */
+
+
 /*
 ** Creates the keys array and the env metatable; adds keys() and env() to
 ** the module table on top.
@@ -464,6 +626,7 @@ static int l_keys (lua_State *L) {
 void owl_open_env (lua_State *L) {
   owl_server_t *s = &owl_srv;
   owl_req_keepheaders = keepheaders;
+  owl_h1_req.begin = begin_request;
   lua_createtable(L, K_SLASH, 0);
   for (int i = 1; i <= K_LAST; i++) {
     lua_pushstring(L, keynames[i]);

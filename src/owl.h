@@ -244,7 +244,10 @@ static inline void owl_req_reach (owl_req_t *r, enum owl_resp st) {
 
 
 /* Builds the request from the parsed head and makes it c->req. */
-owl_req_t *owl_req_begin (owl_conn_t *c);
+/* Anchors the request userdata on top of L (popped) while it runs. */
+void owl_req_anchor (lua_State *L, owl_req_t *r);
+/* The app returned: the body framed to its end (response.c). */
+void owl_req_finish (lua_State *L, owl_req_t *r);
 /* Starts the app's coroutine. */
 void owl_req_start (owl_req_t *r);
 /* Wakes a reader waiting for body bytes, end of body or an error. */
@@ -259,6 +262,10 @@ void owl_req_cancel (owl_req_t *r);
 void owl_req_commit (lua_State *L, owl_req_t *r);
 void owl_req_serialize (lua_State *L, owl_req_t *r, int final);
 int owl_req_body_write (lua_State *L, owl_req_t *r, const char *p, size_t n);
+/* Counts n body bytes against the app's Content-Length (raises past it). */
+void owl_req_count (lua_State *L, owl_req_t *r, uint64_t n);
+/* Appends the head of a chunk of n bytes; 0 or UV_ENOMEM. */
+int owl_req_chunk_head (owl_conn_t *c, uint64_t n);
 void owl_req_continue (owl_req_t *r);
 void owl_open_request (lua_State *L);
 /* Frees the body buffers of requests never released (at exit). */

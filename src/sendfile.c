@@ -219,12 +219,9 @@ static int l_sendfile (lua_State *L) {
   }
   owl_req_commit(L, r);
   if (r->content_length >= 0 && !r->no_body &&
-      r->written + (uint64_t)len > (uint64_t)r->content_length) {
-    sf_close(sf);
-    return luaL_error(L, "response body exceeds its Content-Length (%d bytes)",
-                      (int)r->content_length);
-  }
-  r->written += (uint64_t)len;
+      r->written + (uint64_t)len > (uint64_t)r->content_length)
+    sf_close(sf);                           /* owl_req_count raises */
+  owl_req_count(L, r, (uint64_t)len);
   if (r->no_body || len == 0 || r->conn == NULL) {
     sf_close(sf);
     if (r->conn == NULL)
@@ -235,11 +232,7 @@ static int l_sendfile (lua_State *L) {
   if (!OWL_SENT(r))
     owl_req_serialize(L, r, 0);
   if (r->chunked) {
-    char hex[24];
-    char *d = owl_fmt_uint(hex + sizeof hex - 2, (uint64_t)len, 16);
-    hex[sizeof hex - 2] = '\r';
-    hex[sizeof hex - 1] = '\n';
-    if (owl_conn_append(r->conn, d, (size_t)(hex + sizeof hex - d)))
+    if (owl_req_chunk_head(r->conn, (uint64_t)len))
       return luaL_error(L, "not enough memory");
     sf->chunked = 1;
   }

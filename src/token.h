@@ -6,6 +6,7 @@
 #define OWL_TOKEN_H
 
 #include <stddef.h>
+#include <string.h>
 #include <strings.h>
 
 /* tchar: "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" /
@@ -30,6 +31,13 @@ static inline int owl_hexval (unsigned char c) {
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
+}
+
+
+/* Is a[0..an) equal to the C string b, case ignored? */
+static inline int owl_ieq (const char *a, size_t an, const char *b) {
+  size_t bn = strlen(b);
+  return an == bn && strncasecmp(a, b, an) == 0;
 }
 
 
