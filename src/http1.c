@@ -423,7 +423,7 @@ static int body_data (h1_t *h, const char *at, size_t n) {
   h->body_in += n;
   if (max && h->body_in > max)
     return refuse(h, 413);
-  if (r != NULL && !OWL_ENDED(r)) {
+  if (r != NULL && !OWL_ENDED(r) && !r->discard) {
     if (owl_buf_append(&r->body, at, n))
       return refuse(h, 500);
     if (h->timer_mode == T_BODY)    /* progress: the idle timeout starts over */

@@ -224,6 +224,8 @@ struct owl_req {
   unsigned no_body : 1;         /* HEAD, 1xx, 204, 304 */
   unsigned is_head : 1;
   unsigned read_all : 1;        /* a read("a") is waiting: do not pause */
+  unsigned discard : 1;         /* the input stream was closed: the rest of
+                                   the body is read and dropped */
   unsigned abort : 1;           /* the response cannot end well: cut the connection */
   unsigned head_live : 1;       /* conn->head still holds this request's head */
   unsigned upgrade_kind : 2;    /* websocket.Accept (1) or opaque.Upgrade (2) called */

@@ -154,7 +154,11 @@ static void req_end (owl_req_t *r, int status) {
   if (status == LUA_OK)
     lua_settop(co, 0);
   else
-    lua_resetthread(co);
+#if LUA_VERSION_RELEASE_NUM >= 50406
+    lua_closethread(co, L);
+#else
+    lua_resetthread(co);                    /* lua_closethread from 5.4.6 */
+#endif
   if (s->npool < OWL_POOL_MAX) {
     s->pool[s->npool] = co;
     s->pool_ref[s->npool++] = r->task.co_ref;

@@ -108,6 +108,10 @@ static int read_k (lua_State *L, int status, lua_KContext ctx) {
   owl_req_t *r = checkstream(L, 1, IN_T);
   owl_conn_t *c = r->conn;
   (void)status;
+  if (r->discard) {                         /* closed: nothing more to read */
+    lua_pushnil(L);
+    return 1;
+  }
   if (r->expect_continue && !r->continue_sent && !r->body_done)
     owl_req_continue(r);
   if (ctx == READ_ALL) {
@@ -265,6 +269,35 @@ static int out_flush (lua_State *L) {
 /* }====== */
 
 
+/*
+** body:close(), and __close for `local body <close> = ...`: the app reads no
+** more; what is buffered is dropped and the rest of the body is read and
+** dropped as it comes (so the connection can serve the next request).
+** Later reads return nil.
+*/
+static int in_close (lua_State *L) {
+  owl_req_t *r = checkstream(L, 1, IN_T);
+  r->discard = 1;
+  owl_buf_free(&r->body);
+  if (r->conn != NULL)
+    owl_h1_resume_reading(r->conn);
+  return 0;
+}
+
+
+/*
+** __close of the output stream: what is buffered goes to the socket now
+** (nothing is committed that the app had not committed: a response whose
+** headers are not out yet is left to the end of the app).
+*/
+static int out_close (lua_State *L) {
+  owl_req_t *r = checkout(L);
+  if (r->conn != NULL && OWL_SENT(r))
+    owl_conn_flush(r->conn);
+  return 0;
+}
+
+
 static int in_tostring (lua_State *L) {
   owl_stream_t *s = lua_touserdata(L, 1);
   lua_pushfstring(L, IN_T " (request %d)", (int)s->r->id);
@@ -283,6 +316,7 @@ void owl_open_stream (lua_State *L) {
   static const luaL_Reg in_m[] = {
     {"read", in_read},
     {"chunks", in_chunks},
+    {"close", in_close},
     {NULL, NULL}
   };
   static const luaL_Reg out_m[] = {
@@ -291,6 +325,10 @@ void owl_open_stream (lua_State *L) {
     {NULL, NULL}
   };
   owl_newclass(L, IN_T, in_m, in_tostring, NULL);
+  luaL_getmetatable(L, IN_T);
+  lua_pushcfunction(L, in_close);
+  lua_setfield(L, -2, "__close");
+  lua_pop(L, 1);
   luaL_newmetatable(L, OUT_T);
   out_mt = lua_topointer(L, -1);
   lua_createtable(L, 0, 2);
@@ -298,5 +336,7 @@ void owl_open_stream (lua_State *L) {
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, out_tostring);
   lua_setfield(L, -2, "__tostring");
+  lua_pushcfunction(L, out_close);
+  lua_setfield(L, -2, "__close");
   lua_pop(L, 1);
 }

@@ -609,6 +609,24 @@ static int ws_close (lua_State *L) {
 
 
 /* ws:state() -> "open", "closing" or "closed" */
+/*
+** __close, for `local ws <close> = ...`: starts the close handshake without
+** waiting for it (1000, or 1011 when the scope ends with an error); an
+** opaque stream closes after what was written.
+*/
+static int ws_tbc (lua_State *L) {
+  owl_wsock_t *w = checkws(L, 1);
+  if (w->conn == NULL)
+    return 0;
+  if (w->raw)
+    owl_conn_close_after(w->conn);
+  else
+    send_close(w, lua_isnoneornil(L, 2) ? OWL_WS_NORMAL : OWL_WS_INTERNAL, NULL, 0);
+  settle(w);
+  return 0;
+}
+
+
 static int ws_state (lua_State *L) {
   owl_wsock_t *w = checkws(L, 1);
   lua_pushstring(L, w->conn == NULL ? "closed" :
@@ -891,5 +909,11 @@ void owl_open_websocket (lua_State *L) {
   };
   owl_newclass(L, WS_T, ws_m, NULL, ws_gc);
   owl_newclass(L, RAW_T, raw_m, NULL, ws_gc);
+  for (int i = 0; i < 2; i++) {
+    luaL_getmetatable(L, i ? RAW_T : WS_T);
+    lua_pushcfunction(L, ws_tbc);
+    lua_setfield(L, -2, "__close");
+    lua_pop(L, 1);
+  }
 }
 /* }====== */

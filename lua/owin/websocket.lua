@@ -17,7 +17,7 @@
 local ok_core, core = pcall(require, "owin.core")
 if not ok_core then core = nil end
 
-local setmetatable, type, error = setmetatable, type, error
+local setmetatable, getmetatable, type, error = setmetatable, getmetatable, type, error
 
 local TEXT, BINARY, CLOSE = 1, 2, 8
 local KINDS = { text = TEXT, binary = BINARY }
@@ -104,9 +104,13 @@ function WebSocket:cancelled()
   return self.sock:cancelled()
 end
 
--- local ws <close> = websocket.accept(env): closed with 1000 at scope end.
-function WebSocket:__close()
-  if self.sock:state() == "open" then self.sock:close(1000, "") end
+-- local ws <close> = websocket.accept(env): the close handshake starts at
+-- the end of the scope (1000; 1011 when the scope ends with an error).
+function WebSocket:__close(err)
+  local mt = getmetatable(self.sock)
+  local tbc = type(mt) == "table" and mt.__close
+  if tbc then return tbc(self.sock, err) end      -- the server's: no wait
+  if self.sock:state() == "open" then self.sock:close(err == nil and 1000 or 1011, "") end
 end
 
 M.TEXT, M.BINARY, M.CLOSE = TEXT, BINARY, CLOSE

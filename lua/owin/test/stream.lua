@@ -123,6 +123,7 @@ end
 
 -- n bytes at most, or everything (n nil); nil at the end; nil, err, code.
 local function read(R, n)
+  if R.discard then return nil end   -- closed by the app: nothing more
   while true do
     if R.expect_continue and not R.continue_sent and not R.body_done then
       R.continue_sent = true         -- "100 Continue" goes out now: the body comes
@@ -168,6 +169,19 @@ function in_methods.chunks(s)
     return chunk
   end
 end
+
+-- body:close() (and __close): the app reads no more; what is buffered is
+-- dropped, and so is the rest of the body; later reads return nil.
+function in_methods.close(s)
+  local R = checkstream(s, In)
+  R.discard = true
+  R.inbuf = buf_new()
+end
+In.__close = in_methods.close
+
+-- __close of the output stream: the server flushes what is out already; the
+-- test host has nothing to flush.
+Out.__close = function() end
 
 -- body:write(...) -> body, or nil, "EPIPE: ...", "EPIPE"
 function out_methods.write(s, ...)
