@@ -17,7 +17,8 @@
 ** - owl_srv (runtime.c) lives for the process.
 ** - A connection is malloc'd on accept and freed in the close callback of
 **   its last handle (conn.h); the HTTP/1.1 handler's state is part of it.
-** - owl_req_t is a Lua full userdata ("owinlua.Request"); a registry ref
+** - owl_req_t is a Lua full userdata (OWL_REQ_T, "owinlua.OutputStream": the
+**   request is its own owin.ResponseBody); a registry ref
 **   (req->ref) keeps it alive while its coroutine runs, and it is linked in
 **   srv->reqs for as long.  It has no __gc: a finalizer on every request made
 **   each GC cycle keep a whole cycle of requests alive one cycle longer, and

@@ -4,7 +4,8 @@
 ** app, cancellation, detaching from a connection that went away.  The env
 ** is built in env.c, the response framed in response.c.
 **
-** A request is a userdata ("owinlua.Request") with the user values listed
+** A request is a userdata (OWL_REQ_T, "owinlua.OutputStream": it is also
+** the env's owin.ResponseBody) with the user values listed
 ** in request.h.
 */
 #include <inttypes.h>

@@ -585,7 +585,7 @@ static int ws_close (lua_State *L) {
   size_t n;
   const char *reason = luaL_optlstring(L, 3, "", &n);
   luaL_argcheck(L, owl_ws_close_valid((unsigned)code), 2,
-                "a close code RFC 6455 allows (1000-1003, 1007-1011, 3000-4999)");
+                "a close code RFC 6455 allows (1000-1003, 1007-1014, 3000-4999)");
   luaL_argcheck(L, n <= 123, 3, "a close reason has at most 123 bytes");
   lua_settop(L, 1);
   if (w->conn == NULL) {

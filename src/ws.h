@@ -1,7 +1,9 @@
 /*
 ** The WebSocket protocol (RFC 6455) and permessage-deflate (RFC 7692) as a
-** pure codec (ws.c): bytes and lengths in, codes and plain C callbacks
-** out.  No libuv, no Lua; zlib for the extension.
+** pure codec: frames, UTF-8 and compression in ws.c, the opening handshake
+** and the extension's negotiation in ws_handshake.c.  Bytes and lengths
+** in, codes and plain C callbacks out.  No libuv, no Lua; zlib for the
+** extension.
 **
 ** Ownership, in one place:
 ** - owl_ws_conn_t is the caller's memory (embed it, or malloc it).
@@ -244,7 +246,7 @@ size_t owl_ws_close_payload (char *out, unsigned code, const char *reason,
 ** Close codes.  owl_ws_close_code reads the code of a checked close
 ** payload (OWL_WS_NO_STATUS when empty).  owl_ws_close_valid says whether
 ** a code may appear in a close frame (RFC 6455 7.4: 1000-1003, 1007-1011,
-** 3000-4999).
+** and 1012-1014 from the IANA registry; 3000-4999).
 */
 unsigned owl_ws_close_code (const char *payload, size_t len);
 int owl_ws_close_valid (unsigned code);

@@ -299,7 +299,7 @@ end
 local function close(s, code, reason)
   if code == nil then code = 1000 end
   if not close_valid(code) then
-    argerror(2, "a close code RFC 6455 allows (1000-1003, 1007-1011, 3000-4999)")
+    argerror(2, "a close code RFC 6455 allows (1000-1003, 1007-1014, 3000-4999)")
   end
   reason = reason == nil and "" or tostr(reason) or typeerror(3, "string", reason)
   if #reason > 123 then argerror(3, "a close reason has at most 123 bytes") end
