@@ -267,10 +267,10 @@ static void pushvirtual (lua_State *L, int id, int key) {
           lua_rawset(L, t);
         }
         else if (id == K_REQID) {
-          char buf[32];
-          snprintf(buf, sizeof buf, "%" PRIu64, r->id);
+          char buf[64];
+          size_t n = owl_req_idstr(r->id, buf, sizeof buf);
           lua_pushvalue(L, key);
-          lua_pushstring(L, buf);
+          lua_pushlstring(L, buf, n);
           lua_rawset(L, t);
         }
         else if (id == K_SENDFILE) {

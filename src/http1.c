@@ -907,6 +907,7 @@ void owl_conn_canned (owl_conn_t *c, int status, const char *extra,
 */
 static void conn_fail (owl_conn_t *c, int status) {
   owl_req_t *r = c->req;
+  owl_server_refused(c, status);    /* logged (server.c) */
   int err = status == 413 ? UV_E2BIG : status == 408 ? UV_ETIMEDOUT : UV_ECONNRESET;
   if (r != NULL) {
     int wire = r->wire;
@@ -1155,6 +1156,7 @@ static void conn_new (owl_server_t *s, uv_stream_t *listener, uv_os_sock_t fd) {
   c->keepalive = 1;
   if (s->nconns - s->nlinger > s->opt.max_connections) {
     static const char busy[] = "503 Service Unavailable: too many connections\n";
+    owl_server_refused(c, 503);
     owl_conn_canned(c, 503, NULL, busy, sizeof busy - 1, 1);
   }
   else if (s->stopping)

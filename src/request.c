@@ -220,7 +220,7 @@ int owl_req_begin (owl_conn_t *c) {
   lua_pushcfunction(L, begin);
   lua_pushlightuserdata(L, c);
   if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-    fprintf(stderr, "owinlua: cannot build request: %s\n", lua_tostring(L, -1));
+    owl_log(OWL_LOG_ERROR, NULL, "cannot build a request: %s", lua_tostring(L, -1));
     lua_pop(L, 1);
     return -1;
   }
@@ -653,13 +653,9 @@ static int req_main (lua_State *L) {
 
 
 static void log_error (owl_req_t *r, const char *what, const char *msg) {
-  char ts[32];
-  time_t now = time(NULL);
-  struct tm tm;
-  gmtime_r(&now, &tm);
-  strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  fprintf(stderr, "%s [error] [%" PRIu64 "] %s: %s\n", ts, r->id, what, msg);
-  fflush(stderr);
+  char id[64];
+  owl_req_idstr(r->id, id, sizeof id);
+  owl_log(OWL_LOG_ERROR, id, "%s: %s", what, msg);
 }
 
 

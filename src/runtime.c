@@ -98,12 +98,13 @@ static int l_sleep (lua_State *L) {
 }
 
 
-/* owin.request_id() -> the id of the request running now, or nil */
+/* owin.request_id() -> the owin.RequestId of the request running now, or nil */
 static int l_request_id (lua_State *L) {
   owl_task_t *t = owl_task_of(L);
+  char buf[64];
   if (t == NULL)
     return 0;
-  lua_pushinteger(L, (lua_Integer)((owl_req_t *)t)->id);
+  lua_pushlstring(L, buf, owl_req_idstr(((owl_req_t *)t)->id, buf, sizeof buf));
   return 1;
 }
 /* }====== */
@@ -160,7 +161,7 @@ void owl_token_fire (lua_State *L, int idx) {
     for (lua_Integer i = 1; i <= n; i++) {
       lua_rawgeti(L, -1, i);
       if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
-        fprintf(stderr, "owinlua: error in a cancellation callback: %s\n",
+        owl_log(OWL_LOG_ERROR, NULL, "error in a cancellation callback: %s",
                 lua_tostring(L, -1));
         lua_pop(L, 1);
       }
