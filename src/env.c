@@ -265,10 +265,10 @@ static void pushvirtual (lua_State *L, int id, int key) {
           lua_rawset(L, t);
         }
         else if (id == K_REQID) {
-          char buf[32];
-          snprintf(buf, sizeof buf, "%" PRIu64, r->id);
+          char buf[64];
+          size_t n = owl_req_idstr(r->id, buf, sizeof buf);
           lua_pushvalue(L, key);
-          lua_pushstring(L, buf);
+          lua_pushlstring(L, buf, n);
           lua_rawset(L, t);
         }
         else if (id == K_SENDFILE) {
@@ -608,7 +608,7 @@ static owl_req_t *begin_request (owl_conn_t *c) {
   lua_pushcfunction(L, begin);
   lua_pushlightuserdata(L, c);
   if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-    fprintf(stderr, "owinlua: cannot build request: %s\n", lua_tostring(L, -1));
+    owl_log(OWL_LOG_ERROR, NULL, "cannot build a request: %s", lua_tostring(L, -1));
     lua_pop(L, 1);
     return NULL;
   }

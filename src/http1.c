@@ -23,6 +23,8 @@
 ** llhttp 8.1 is not (extensions, the CRLF after chunk data, trailers).
 */
 
+#include <arpa/inet.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -794,6 +796,119 @@ static void on_free (owl_conn_t *c) {
 /* }====== */
 
 
+/* {====== lines about the answers this handler makes itself */
+
+/* The port of an IPv4 or IPv6 address. */
+static int port_of (const struct sockaddr_storage *a) {
+  return a->ss_family == AF_INET6 ? ntohs(((const struct sockaddr_in6 *)a)->sin6_port)
+                                   : ntohs(((const struct sockaddr_in *)a)->sin_port);
+}
+
+
+/* Why the server answers status itself, from what the connection saw. */
+static const char *refusal_reason (h1_t *h, int status, char *buf, size_t len) {
+  owl_options_t *o = &h->srv->opt;
+  switch (status) {
+    case 408:
+      return h->req != NULL ? "the request body stalled longer than --body-timeout"
+                            : "the request head took longer than --header-timeout";
+    case 413:
+      snprintf(buf, len, "the request body is larger than --max-body (%" PRIu64 " bytes)",
+               o->max_body);
+      return buf;
+    case 414:
+      snprintf(buf, len, "the request-target is longer than --max-target (%zu bytes)",
+               o->max_target);
+      return buf;
+    case 431:
+      snprintf(buf, len, "the request head is over --max-header-bytes (%zu) or "
+               "--max-headers (%zu)", o->max_header_bytes, o->max_headers);
+      return buf;
+    case 500:
+      return "the server ran out of memory building the request";
+    case 503:
+      snprintf(buf, len, "%u connections open, --max-connections is %u", h->srv->conns.n - 1,
+               o->max_connections);
+      return buf;
+    case 505:
+      return "the request's HTTP version is not 1.0 or 1.1";
+    case 426:
+      return "a WebSocket handshake with an unsupported Sec-WebSocket-Version";
+  }
+  if (!h->err_status && llhttp_get_errno(&h->parser) != HPE_OK &&
+      llhttp_get_errno(&h->parser) != HPE_PAUSED) {
+    const char *why = llhttp_get_error_reason(&h->parser);
+    if (why != NULL && *why) {
+      snprintf(buf, len, "%s", why);
+      if (buf[0] >= 'A' && buf[0] <= 'Z')
+        buf[0] += 32;
+      return buf;
+    }
+  }
+  return status == 501 ? "an unknown method or transfer coding"
+                       : "a malformed request (its request line, Host or another header)";
+}
+
+
+/* The client's address as "host:port", or "a unix socket client". */
+static void peer_name (owl_conn_t *c, char *out, size_t len) {
+  struct sockaddr_storage a;
+  char ip[64];
+  int pipe = owl_conn_is_pipe(c);
+  if (pipe || owl_conn_peername(c, &a) != 0) {
+    snprintf(out, len, "%s", pipe ? "a unix socket client" : "a client gone");
+    return;
+  }
+  if (a.ss_family == AF_INET6) {
+    uv_ip6_name((struct sockaddr_in6 *)&a, ip, sizeof ip);
+    snprintf(out, len, "[%s]:%d", ip, port_of(&a));
+  }
+  else {
+    uv_ip4_name((struct sockaddr_in *)&a, ip, sizeof ip);
+    snprintf(out, len, "%s:%d", ip, port_of(&a));
+  }
+}
+
+
+/* The first bytes of the request as a quoted string, unprintable bytes as
+** \xNN, up to the end of the first line. */
+static void request_excerpt (h1_t *h, char *out, size_t len) {
+  size_t k = 0;
+  unsigned i = 0;
+  while (i < h->line_len && (h->line[i] == '\r' || h->line[i] == '\n'))
+    i++;
+  for (; i < h->line_len && k + 5 < len; i++) {
+    unsigned char ch = (unsigned char)h->line[i];
+    if (ch == '\r' || ch == '\n')
+      break;
+    if (ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\')
+      k += (size_t)snprintf(out + k, len - k, "\\x%02x", ch);
+    else
+      out[k++] = (char)ch;
+  }
+  out[k] = 0;
+}
+
+
+static void log_refused (h1_t *h, int status) {
+  owl_conn_t *c = h->conn;
+  int level = status >= 500 && status != 501 && status != 505 ? OWL_LOG_WARN : OWL_LOG_INFO;
+  if (!owl_log_refused_ok(level))
+    return;
+  char peer[80], why[160], line[sizeof h->line * 4 + 8];
+  const char *reason = refusal_reason(h, status, why, sizeof why);
+  peer_name(c, peer, sizeof peer);
+  request_excerpt(h, line, sizeof line);
+  const char *q = line[0] ? " (request \"" : "", *qe = line[0] ? "\")" : "";
+  if (h->req != NULL && OWL_SENT(h->req))
+    owl_log(level, NULL, "cut the response to %s: %s%s%s%s", peer, reason, q, line, qe);
+  else
+    owl_log(level, NULL, "answered %d %s to %s: %s%s%s%s", status, owl_reason(status),
+            peer, reason, q, line, qe);
+}
+/* }====== */
+
+
 /* {====== answers made by the server */
 
 /*
@@ -828,6 +943,7 @@ void owl_h1_canned (owl_conn_t *c, int status, const char *extra,
 static void conn_fail (h1_t *h, int status) {
   owl_conn_t *c = h->conn;
   owl_req_t *r = h->req;
+  log_refused(h, status);
   int err = status == 413 ? UV_E2BIG : status == 408 ? UV_ETIMEDOUT : UV_ECONNRESET;
   if (r != NULL) {
     int sent = OWL_SENT(r);
@@ -1065,6 +1181,7 @@ static void conn_new (owl_server_t *s, uv_stream_t *listener, uv_os_sock_t fd) {
   h->keepalive = 1;
   if (s->conns.n - s->conns.nlinger > s->opt.max_connections) {
     static const char busy[] = "503 Service Unavailable: too many connections\n";
+    log_refused(h, 503);
     owl_h1_canned(c, 503, NULL, busy, sizeof busy - 1, 1);
   }
   else if (s->stopping)

@@ -1,17 +1,30 @@
 /*
 ** Processes: the master of --workers / --reload, and a worker's side of it.
 **
-** The master binds every listener (core.listen(spec, "hold")) and serves
-** nothing itself.  It starts each worker by running this binary again with
-** the same arguments and two variables: OWINLUA_WORKER_ID (1, 2, ...) and
-** OWINLUA_WORKER_LISTEN, one spec per line: "host:port" with the port the
-** master bound (the worker opens its own SO_REUSEPORT socket on it), or
-** "fd:N:unix:/path" for a unix socket the worker inherits as descriptor N.
-** Descriptor 3 of a worker is a socketpair to the master: the worker writes
-** one byte once its app is loaded and its listeners open (ready), and stops
-** gracefully when it reads end-of-file (the master is gone).  Workers run in
-** their own session, so a terminal's Ctrl-C reaches the master only, which
-** passes the stop on.
+** The master binds and listens on every listener (core.listen(spec,
+** "hold")) and serves nothing itself.  It starts each worker by running
+** this binary again with the same arguments and three variables:
+** OWINLUA_WORKER_ID (1, 2, ...), OWINLUA_WORKER_TAG (this boot's random tag,
+** the worker id and its generation: the worker's part of every request id)
+** and OWINLUA_WORKER_LISTEN, one spec per line, "fd:N:tcp:host:port" or
+** "fd:N:unix:/path" for a listening socket the worker inherits as
+** descriptor N and accepts on.  Descriptor 3 of a worker is a socketpair to
+** the master: the worker writes one byte once its app is loaded and its
+** listeners open (ready), and stops gracefully when it reads end-of-file
+** (the master is gone).  Workers run in their own session, so a terminal's
+** Ctrl-C reaches the master only, which passes the stop on.
+**
+** Why one socket that every worker inherits, not one SO_REUSEPORT socket
+** per worker: the kernel then guards the address.  A second master, or any
+** other program, asking for the same address gets EADDRINUSE, as with a
+** single process; with SO_REUSEPORT a second master of the same user would
+** join the group and silently take a share of the connections, and no
+** guard socket without SO_REUSEPORT can sit on a port beside such a group.
+** The accept queue belongs to the master's socket for the life of the
+** server, so a worker that stops (rolling restart, SIGTTOU, a crash) leaves
+** the connections queued for the others: none is reset, and none is refused
+** while a replacement starts.  The cost is that the kernel no longer hashes
+** connections evenly across workers; each idle worker races to accept.
 **
 ** Slots.  Worker k (1-based) fills slot k-1.  A slot holds its current
 ** worker and, during a rolling restart, the replacement that is starting.
@@ -70,6 +83,7 @@ struct worker {
   worker_t *next;               /* m->workers: every process not yet reaped */
   int slot;                     /* index into m->slots, -1 once dropped */
   int id;                       /* OWINLUA_WORKER_ID: slot + 1 when started */
+  unsigned gen;                 /* how many workers slot id - 1 has started */
   int pid;
   int nhandles;
   uint64_t ready_at;
@@ -97,8 +111,10 @@ struct master {
   char exe[4096];
   char **args;                  /* argv of a worker */
   char *listen_env;             /* "OWINLUA_WORKER_LISTEN=..." */
-  int nfds;                     /* inherited unix listeners: worker fd 4.. */
+  char boot[16];                /* this boot's random tag (request ids) */
+  int nfds;                     /* inherited listeners: worker fd 4.. */
   int fds[32];
+  unsigned gen[MAX_WORKERS];    /* workers started per slot, ever */
   slot_t **slots;
   int nslots;
   worker_t *workers;
@@ -123,24 +139,15 @@ struct master {
 };
 
 
-static int quiet;               /* --log-level warn or error: no info lines */
+static void mlog (int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-
-static void mlog (const char *level, const char *fmt, ...) {
-  char stamp[32];
-  if (quiet && level[0] == 'i')
-    return;
-  time_t now = time(NULL);
-  struct tm tm;
+static void mlog (int level, const char *fmt, ...) {
+  char msg[512];
   va_list ap;
-  gmtime_r(&now, &tm);
-  strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  fprintf(stderr, "%s [%s] master: ", stamp, level);
   va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
+  vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  fputc('\n', stderr);
-  fflush(stderr);
+  owl_log(level, NULL, "%s", msg);
 }
 
 
@@ -206,17 +213,17 @@ static void on_worker_exit (uv_process_t *proc, int64_t status, int sig) {
   uv_timer_stop(&w->start_timer);
   unlink_worker(m, w);
   if (sig)
-    mlog(w->retiring || m->stopping ? "info" : "error", "worker %d (pid %d) %s by signal %d (%s)",
+    mlog(w->retiring || m->stopping ? OWL_LOG_INFO : OWL_LOG_ERROR, "worker %d (pid %d) %s by signal %d (%s)",
          w->id, w->pid, w->retiring || m->stopping ? "stopped" : "killed",
          sig, strsignal(sig));
   else if (w->retiring || m->stopping)
-    mlog("info", "worker %d (pid %d) stopped", w->id, w->pid);
+    mlog(OWL_LOG_INFO, "worker %d (pid %d) stopped", w->id, w->pid);
   else
-    mlog("error", "worker %d (pid %d) exited with status %d", w->id, w->pid, (int)status);
+    mlog(OWL_LOG_ERROR, "worker %d (pid %d) exited with status %d", w->id, w->pid, (int)status);
   if (sl != NULL && sl->next_w == w) {
     sl->next_w = NULL;
     if (!m->stopping && !w->retiring) {       /* the new code does not start */
-      mlog("error", "restart abandoned: the new worker %d did not start; "
+      mlog(OWL_LOG_ERROR, "restart abandoned: the new worker %d did not start; "
            "the running workers keep serving", w->id);
       m->rolling = 0;
       m->roll_again = 0;
@@ -228,11 +235,11 @@ static void on_worker_exit (uv_process_t *proc, int64_t status, int sig) {
       /* nothing to replace */
     }
     else if (!w->ready && !m->ever_ready && m->watch_dir == NULL) {
-      mlog("error", "worker %d exited before it was ready: the app cannot start", w->id);
+      mlog(OWL_LOG_ERROR, "worker %d exited before it was ready: the app cannot start", w->id);
       master_stop(m, 1);
     }
     else if (!w->ready && m->watch_dir != NULL) {
-      mlog("error", "worker %d failed to start; waiting for a change under %s",
+      mlog(OWL_LOG_ERROR, "worker %d failed to start; waiting for a change under %s",
            w->id, m->watch_dir);
     }
     else {
@@ -248,7 +255,7 @@ static void on_worker_exit (uv_process_t *proc, int64_t status, int sig) {
         if (delay > BACKOFF_MAX_MS)
           delay = BACKOFF_MAX_MS;
       }
-      mlog("info", "replacing worker %d in %.1f s", w->id, delay / 1e3);
+      mlog(OWL_LOG_INFO, "replacing worker %d in %.1f s", w->id, delay / 1e3);
       uv_timer_start(&sl->respawn, on_respawn, delay, 0);
     }
   }
@@ -296,28 +303,32 @@ static void on_chan_read (uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 
 static void on_start_timeout (uv_timer_t *t) {
   worker_t *w = t->data;
-  mlog("error", "worker %d (pid %d) not ready after %d s: killing it",
+  mlog(OWL_LOG_ERROR, "worker %d (pid %d) not ready after %d s: killing it",
        w->id, w->pid, START_TIMEOUT_MS / 1000);
   uv_process_kill(&w->proc, SIGKILL);
 }
 
 
 /*
-** Builds the environment of worker `id` into a malloc'd array: ours without
-** OWINLUA_WORKER_*, then idvar (filled in) and the listen specs.
+** Builds the environment of worker `id`, generation gen, into a malloc'd
+** array: ours without OWINLUA_WORKER_*, then idvar and tagvar (filled in)
+** and the listen specs.
 */
-static char **worker_env (master_t *m, int id, char *idvar, size_t idlen) {
+static char **worker_env (master_t *m, int id, unsigned gen, char *idvar, size_t idlen,
+                          char *tagvar, size_t taglen) {
   size_t n = 0, k = 0;
   while (environ[n] != NULL)
     n++;
-  char **env = malloc((n + 3) * sizeof *env);
+  char **env = malloc((n + 4) * sizeof *env);
   if (env == NULL)
     return NULL;
   for (size_t i = 0; i < n; i++)
     if (strncmp(environ[i], "OWINLUA_WORKER_", 15) != 0)
       env[k++] = environ[i];
   snprintf(idvar, idlen, "OWINLUA_WORKER_ID=%d", id);
+  snprintf(tagvar, taglen, "OWINLUA_WORKER_TAG=%s-%d.%u", m->boot, id, gen);
   env[k++] = idvar;
+  env[k++] = tagvar;
   env[k++] = m->listen_env;
   env[k] = NULL;
   return env;
@@ -327,11 +338,12 @@ static char **worker_env (master_t *m, int id, char *idvar, size_t idlen) {
 /* Starts the worker of slot i; replace: as the slot's next worker. */
 static void spawn_slot (master_t *m, int i, int replace) {
   slot_t *sl = m->slots[i];
-  char idvar[40];
+  char idvar[40], tagvar[64];
   uv_stdio_container_t io[CHAN_FD + 1 + 32];
   uv_process_options_t opt;
   worker_t *w = calloc(1, sizeof *w);
-  char **env = worker_env(m, i + 1, idvar, sizeof idvar);
+  unsigned gen = m->gen[i] + 1;
+  char **env = worker_env(m, i + 1, gen, idvar, sizeof idvar, tagvar, sizeof tagvar);
   int err;
   if (w == NULL || env == NULL) {
     free(w);
@@ -371,6 +383,7 @@ static void spawn_slot (master_t *m, int i, int replace) {
     goto fail;
   }
   w->pid = w->proc.pid;
+  w->gen = m->gen[i] = gen;
   w->nhandles = 3;
   uv_timer_init(m->loop, &w->start_timer);
   uv_timer_start(&w->start_timer, on_start_timeout, START_TIMEOUT_MS, 0);
@@ -382,10 +395,10 @@ static void spawn_slot (master_t *m, int i, int replace) {
     sl->next_w = w;
   else
     sl->w = w;
-  mlog("info", "worker %d started (pid %d)", i + 1, w->pid);
+  mlog(OWL_LOG_INFO, "worker %d started (pid %d)", i + 1, w->pid);
   return;
 fail:
-  mlog("error", "cannot start worker %d: %s", i + 1, uv_strerror(err));
+  mlog(OWL_LOG_ERROR, "cannot start worker %d: %s", i + 1, uv_strerror(err));
   if (!m->ever_ready)
     master_stop(m, 1);
   else if (replace) {
@@ -423,7 +436,7 @@ static void roll_step (master_t *m) {
   if (!m->rolling)
     return;
   m->rolling = 0;
-  mlog("info", "restart done: %d worker%s", m->nslots, m->nslots == 1 ? "" : "s");
+  mlog(OWL_LOG_INFO, "restart done: %d worker%s", m->nslots, m->nslots == 1 ? "" : "s");
   if (m->roll_again) {
     m->roll_again = 0;
     m->rolling = 1;
@@ -441,7 +454,7 @@ static void roll (master_t *m, const char *why) {
     m->roll_again = 1;
     return;
   }
-  mlog("info", "%s: restarting the workers one at a time", why);
+  mlog(OWL_LOG_INFO, "%s: restarting the workers one at a time", why);
   m->rolling = 1;
   m->roll_slot = 0;
   roll_step(m);
@@ -467,6 +480,9 @@ static void master_stop (master_t *m, int code) {
   for (worker_t *w = m->workers; w != NULL; w = w->next)
     if (!w->exited)
       uv_process_kill(&w->proc, SIGTERM);
+  /* no worker is started from now on: the workers' copies of the listening
+  ** sockets are the last, and the addresses close as the workers stop */
+  owl_server_unlisten(&owl_srv, 0);
   uv_timer_start(&m->kill_timer, on_kill_timer, owl_srv.opt.graceful_timeout + KILL_GRACE_MS, 0);
   finish(m);
 }
@@ -513,12 +529,12 @@ static void on_signal (uv_signal_t *h, int signum) {
   switch (signum) {
     case SIGINT: case SIGTERM:
       if (++m->nsignals > 1) {              /* a second one: workers stop now */
-        mlog("info", "stopping the workers now");
+        mlog(OWL_LOG_INFO, "stopping the workers now");
         for (worker_t *w = m->workers; w != NULL; w = w->next)
           uv_process_kill(&w->proc, SIGTERM);
       }
       else {
-        mlog("info", "stopping: the workers finish their requests");
+        mlog(OWL_LOG_INFO, "stopping: the workers finish their requests");
         master_stop(m, 0);
       }
       break;
@@ -528,13 +544,13 @@ static void on_signal (uv_signal_t *h, int signum) {
     case SIGTTIN:
       if (m->stopping || m->nslots >= MAX_WORKERS || add_slot(m))
         break;
-      mlog("info", "SIGTTIN: adding worker %d", m->nslots);
+      mlog(OWL_LOG_INFO, "SIGTTIN: adding worker %d", m->nslots);
       spawn_slot(m, m->nslots - 1, 0);
       break;
     case SIGTTOU:
       if (m->stopping || m->nslots <= 1)
         break;
-      mlog("info", "SIGTTOU: removing worker %d", m->nslots);
+      mlog(OWL_LOG_INFO, "SIGTTOU: removing worker %d", m->nslots);
       drop_slot(m);
       break;
   }
@@ -656,12 +672,12 @@ static int l_master (lua_State *L) {
   luaL_checktype(L, -1, LUA_TTABLE);
   lua_getfield(L, 1, "reload");
   const char *reload = luaL_optstring(L, -1, NULL);
-  lua_getfield(L, 1, "quiet");
-  quiet = lua_toboolean(L, -1);
-  lua_pop(L, 1);
   master_t *m = lua_newuserdatauv(L, sizeof *m, 0);   /* freed with the stack */
   memset(m, 0, sizeof *m);
   m->loop = s->loop;
+  snprintf(owl_log_who, sizeof owl_log_who, "master: ");
+  /* the boot tag this process drew (owl_server_init) is the workers' too */
+  snprintf(m->boot, sizeof m->boot, "%.*s", (int)strcspn(s->id_prefix, "-"), s->id_prefix);
   ssize_t len = readlink("/proc/self/exe", m->exe, sizeof m->exe - 1);
   if (len <= 0)
     return luaL_error(L, "cannot find this program (/proc/self/exe)");
@@ -687,13 +703,11 @@ static int l_master (lua_State *L) {
       return luaL_error(L, "cannot name listener %d", i + 1);
     if (i > 0)
       luaL_addchar(&b, '\n');
-    if (fd >= 0) {
-      if (m->nfds == (int)(sizeof m->fds / sizeof m->fds[0]))
-        return luaL_error(L, "too many unix socket listeners");
-      m->fds[m->nfds] = fd;
-      lua_pushfstring(L, "fd:%d:", CHAN_FD + 1 + m->nfds++);
-      luaL_addvalue(&b);
-    }
+    if (m->nfds == (int)(sizeof m->fds / sizeof m->fds[0]))
+      return luaL_error(L, "too many listeners (at most %d with workers)", m->nfds);
+    m->fds[m->nfds] = fd;
+    lua_pushfstring(L, "fd:%d:", CHAN_FD + 1 + m->nfds++);
+    luaL_addvalue(&b);
     luaL_addstring(&b, spec);
   }
   luaL_pushresult(&b);
@@ -704,6 +718,7 @@ static int l_master (lua_State *L) {
   /* the master's own signals replace the server's */
   uv_signal_stop(&s->sigint);
   uv_signal_stop(&s->sigterm);
+  uv_signal_stop(&s->sighup);
   for (int i = 0; i < 5; i++) {
     uv_signal_init(m->loop, &m->sig[i]);
     m->sig[i].data = m;
@@ -764,15 +779,23 @@ static void on_master_read (uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 
 /*
 ** core.worker() -> id, {spec...} when started by a master, else nothing.
-** Takes OWINLUA_WORKER_LISTEN out of the environment (a program the app
-** runs must not mistake itself for a worker); OWINLUA_WORKER_ID stays.
+** Takes OWINLUA_WORKER_LISTEN and OWINLUA_WORKER_TAG out of the
+** environment (a program the app runs must not mistake itself for a
+** worker); OWINLUA_WORKER_ID stays.  From here on log lines say
+** "worker <id>: " and request ids start with the tag.
 */
 static int l_worker (lua_State *L) {
   const char *specs = getenv("OWINLUA_WORKER_LISTEN");
   const char *id = getenv("OWINLUA_WORKER_ID");
+  const char *tag = getenv("OWINLUA_WORKER_TAG");
   if (specs == NULL || id == NULL)
     return 0;
-  lua_pushinteger(L, strtol(id, NULL, 10));
+  owl_srv.worker_id = (int)strtol(id, NULL, 10);
+  snprintf(owl_log_who, sizeof owl_log_who, "worker %d: ", owl_srv.worker_id);
+  if (tag != NULL && *tag && strlen(tag) + 2 <= sizeof owl_srv.id_prefix)
+    snprintf(owl_srv.id_prefix, sizeof owl_srv.id_prefix, "%s-", tag);
+  unsetenv("OWINLUA_WORKER_TAG");
+  lua_pushinteger(L, owl_srv.worker_id);
   lua_newtable(L);
   int i = 0;
   while (*specs) {

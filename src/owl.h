@@ -75,6 +75,7 @@ typedef struct owl_options {
   uint64_t ws_ping_timeout;
   uint64_t ws_close_timeout;
   int ws_deflate;               /* offer permessage-deflate */
+  int log_level;                /* OWL_LOG_*: lines below it are not written */
   char server_name[64];         /* "" leaves out the Server header */
 } owl_options_t;
 
@@ -121,6 +122,8 @@ struct owl_server {
   owl_req_t *reqs;              /* requests not released yet (their body
                                    buffers are freed at exit) */
   uint64_t next_id;             /* owin.RequestId counter */
+  char id_prefix[40];           /* owin.RequestId before the counter: "<boot>-"
+                                   or, in a worker, "<boot>-<id>.<generation>-" */
   int app_ref;                  /* the composed AppFunc */
   int keys_ref;                 /* array of interned env key strings */
   int env_mt_ref;               /* metatable shared by every env */
@@ -128,7 +131,13 @@ struct owl_server {
   int stopping;
   uv_timer_t grace_timer;
   uv_timer_t idle_timer;         /* closes idle connections after a stop signal */
-  uv_signal_t sigint, sigterm;
+  uv_signal_t sigint, sigterm, sighup;
+  uv_timer_t refused_timer;     /* ends a second of logged server answers */
+  uint64_t refused_window;      /* loop time the current second began */
+  unsigned refused_logged;      /* lines written in that second */
+  unsigned refused_suppressed;  /* and those left out */
+  unsigned ncut;                /* connections cut at the graceful timeout */
+  int worker_id;                /* OWINLUA_WORKER_ID in a worker, else 0 */
   owl_buf_t hbuf;               /* scratch for serializing response headers */
   lua_State *pool[OWL_POOL_MAX];
   int pool_ref[OWL_POOL_MAX];
@@ -334,9 +343,11 @@ void owl_token_fire (lua_State *L, int idx);
 /* Closes h if it is an owin.sleep timer; returns 1 then. */
 int owl_sleep_dispose (uv_handle_t *h);
 
-#define OWL_LISTEN_REUSEPORT 1  /* SO_REUSEPORT before bind: a worker's socket */
-#define OWL_LISTEN_HOLD 2       /* bind, accept nothing: the master */
-#define OWL_LISTEN_FD 4         /* an inherited unix socket, "fd:N:unix:/path" */
+#define OWL_LISTEN_HOLD 2       /* bind and listen, accept nothing: the master */
+#define OWL_LISTEN_FD 4         /* an inherited listening socket, "fd:N:tcp:..." or
+                                   "fd:N:unix:/path" (a worker) */
+/* Checks a listen spec without binding: 0 or UV_EINVAL. */
+int owl_server_check_listen (const char *spec);
 int owl_server_listen (owl_server_t *s, const char *spec, int flags,
                        char *out, size_t outlen);
 int owl_server_listener_spec (owl_server_t *s, int i, char *out, size_t outlen);
@@ -347,6 +358,27 @@ void owl_server_stop (owl_server_t *s);
 void owl_open_master (lua_State *L);
 void owl_server_init (owl_server_t *s, lua_State *L);
 int luaopen_owin_core (lua_State *L);
+/* }====== */
+
+
+/* {====== log lines (runtime.c) */
+
+/* "2026-01-02T03:04:05Z [info] worker 2: [<request id>] message" on stderr. */
+enum { OWL_LOG_DEBUG, OWL_LOG_INFO, OWL_LOG_WARN, OWL_LOG_ERROR };
+/* Who writes: "" (one process), "master: " or "worker 2: ". */
+extern char owl_log_who[32];
+void owl_log (int level, const char *reqid, const char *fmt, ...)
+  __attribute__((format(printf, 3, 4)));
+/* Writes the owin.RequestId of request number n into buf; returns its length. */
+size_t owl_req_idstr (uint64_t n, char *buf, size_t len);
+void owl_log_always (int level, const char *reqid, const char *fmt, ...)
+  __attribute__((format(printf, 3, 4)));
+/* Lines about answers the server made itself (errors it answered, responses
+** it cut): 1 when one of level may be written now (at most a few a second;
+** the rest are counted and summed up). */
+int owl_log_refused_ok (int level);
+/* Writes the summary of the lines left out, if any. */
+void owl_log_refused_flush (void);
 /* }====== */
 
 #endif

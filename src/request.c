@@ -110,13 +110,9 @@ static int req_main (lua_State *L) {
 
 
 static void log_error (owl_req_t *r, const char *what, const char *msg) {
-  char ts[32];
-  time_t now = time(NULL);
-  struct tm tm;
-  gmtime_r(&now, &tm);
-  strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  fprintf(stderr, "%s [error] [%" PRIu64 "] %s: %s\n", ts, r->id, what, msg);
-  fflush(stderr);
+  char id[64];
+  owl_req_idstr(r->id, id, sizeof id);
+  owl_log(OWL_LOG_ERROR, id, "%s: %s", what, msg);
 }
 
 

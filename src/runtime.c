@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <stdarg.h>
+#include <inttypes.h>
+#include <time.h>
 #include "owl.h"
 
 
@@ -103,12 +106,13 @@ static int l_sleep (lua_State *L) {
 }
 
 
-/* owin.request_id() -> the id of the request running now, or nil */
+/* owin.request_id() -> the owin.RequestId of the request running now, or nil */
 static int l_request_id (lua_State *L) {
   owl_task_t *t = owl_task_of(L);
+  char buf[64];
   if (t == NULL)
     return 0;
-  lua_pushinteger(L, (lua_Integer)((owl_req_t *)t)->id);
+  lua_pushlstring(L, buf, owl_req_idstr(((owl_req_t *)t)->id, buf, sizeof buf));
   return 1;
 }
 /* }====== */
@@ -165,7 +169,7 @@ void owl_token_fire (lua_State *L, int idx) {
     for (lua_Integer i = 1; i <= n; i++) {
       lua_rawgeti(L, -1, i);
       if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
-        fprintf(stderr, "owinlua: error in a cancellation callback: %s\n",
+        owl_log(OWL_LOG_ERROR, NULL, "error in a cancellation callback: %s",
                 lua_tostring(L, -1));
         lua_pop(L, 1);
       }
@@ -213,6 +217,113 @@ void owl_newclass (lua_State *L, const char *name, const luaL_Reg *methods,
   }
   lua_pop(L, 1);
 }
+
+
+/* {====== log lines */
+
+
+char owl_log_who[32];
+
+
+static void vlog (int level, const char *reqid, const char *fmt, va_list ap) {
+  static const char *const names[] = { "debug", "info", "warn", "error" };
+  char stamp[32];
+  time_t now = time(NULL);
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  flockfile(stderr);
+  fprintf(stderr, "%s [%s] %s", stamp, names[level], owl_log_who);
+  if (reqid != NULL)
+    fprintf(stderr, "[%s] ", reqid);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  funlockfile(stderr);
+  fflush(stderr);
+}
+
+
+void owl_log_always (int level, const char *reqid, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vlog(level, reqid, fmt, ap);
+  va_end(ap);
+}
+
+
+void owl_log (int level, const char *reqid, const char *fmt, ...) {
+  va_list ap;
+  if (level < owl_srv.opt.log_level)
+    return;
+  va_start(ap, fmt);
+  vlog(level, reqid, fmt, ap);
+  va_end(ap);
+}
+
+
+size_t owl_req_idstr (uint64_t n, char *buf, size_t len) {
+  int k = snprintf(buf, len, "%s%" PRIu64, owl_srv.id_prefix, n);
+  return k < 0 ? 0 : (size_t)k >= len ? len - 1 : (size_t)k;
+}
+
+
+/* }====== */
+
+
+/* {====== lines about answers the server made itself */
+
+#define REFUSED_PER_SEC 10      /* lines a second at most; the rest are counted */
+
+
+static int refused_level;        /* the highest level of the lines left out */
+
+
+void owl_log_refused_flush (void) {
+  owl_server_t *s = &owl_srv;
+  if (s->refused_suppressed == 0)
+    return;
+  owl_log(refused_level, NULL, "suppressed %u more error answer%s in the last second "
+          "(at most %d lines a second)", s->refused_suppressed,
+          s->refused_suppressed == 1 ? "" : "s", REFUSED_PER_SEC);
+  s->refused_suppressed = 0;
+  refused_level = OWL_LOG_DEBUG;
+}
+
+
+static void on_refused_timer (uv_timer_t *t) {
+  owl_server_t *s = t->data;
+  owl_log_refused_flush();
+  s->refused_logged = 0;
+  s->refused_window = uv_now(s->loop);
+}
+
+
+/*
+** Whether a line about an answer the server made itself (level) may be
+** written now: at most REFUSED_PER_SEC a second; the rest are counted and
+** summed up in one line when the second ends.
+*/
+int owl_log_refused_ok (int level) {
+  owl_server_t *s = &owl_srv;
+  if (level < s->opt.log_level)
+    return 0;
+  uint64_t now = uv_now(s->loop);
+  if (now - s->refused_window >= 1000 && !uv_is_active((uv_handle_t *)&s->refused_timer)) {
+    s->refused_window = now;
+    s->refused_logged = 0;
+  }
+  if (s->refused_logged >= REFUSED_PER_SEC) {
+    if (level > refused_level)
+      refused_level = level;
+    if (s->refused_suppressed++ == 0 && !uv_is_closing((uv_handle_t *)&s->refused_timer))
+      uv_timer_start(&s->refused_timer, on_refused_timer,
+                     s->refused_window + 1000 > now ? s->refused_window + 1000 - now : 1, 0);
+    return 0;
+  }
+  s->refused_logged++;
+  return 1;
+}
+/* }====== */
 
 
 void owl_open_runtime (lua_State *L) {

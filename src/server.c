@@ -4,11 +4,17 @@
 */
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,27 +45,76 @@ static void free_handle (uv_handle_t *h) {
 }
 
 
-/* Parses "host:port" or "[v6]:port" into addr; 0 or UV_EINVAL. */
-static int parse_tcp (const char *spec, struct sockaddr_storage *addr, int *v6) {
+/*
+** TCP listen specs: "a.b.c.d:port", "[v6]:port", "localhost:port" (the
+** loopback addresses 127.0.0.1 and ::1) or ":port" (every interface:
+** 0.0.0.0 and ::).  A name stands for two addresses; the IPv6 one is left
+** out on a machine that lacks it (IPv6 off, or no ::1), never otherwise.
+** Host names other than localhost are refused: which addresses they stand
+** for is the resolver's to say, and it may say something wider than meant.
+*/
+typedef struct tcp_spec {
+  struct sockaddr_storage addr[2];
+  int n;
+  int v6_optional;              /* addr[1] may be missing on this machine */
+} tcp_spec_t;
+
+
+static int parse_port (const char *p, int *port) {
+  int v = 0, n = 0;
+  for (; *p; p++, n++) {
+    if (*p < '0' || *p > '9' || n == 5)
+      return UV_EINVAL;
+    v = v * 10 + (*p - '0');
+  }
+  if (n == 0 || v > 65535)
+    return UV_EINVAL;
+  *port = v;
+  return 0;
+}
+
+
+/* Parses a TCP spec into t; 0 or UV_EINVAL. */
+static int parse_tcp (const char *spec, tcp_spec_t *t) {
   char host[256];
+  int port;
   const char *colon = strrchr(spec, ':');
-  if (colon == NULL || colon == spec || (size_t)(colon - spec) >= sizeof host)
+  memset(t, 0, sizeof *t);
+  if (colon == NULL || (size_t)(colon - spec) >= sizeof host || parse_port(colon + 1, &port))
     return UV_EINVAL;
   memcpy(host, spec, (size_t)(colon - spec));
   host[colon - spec] = 0;
-  char *end;
-  long port = strtol(colon + 1, &end, 10);
-  if (*end || end == colon + 1 || port < 0 || port > 65535)
-    return UV_EINVAL;
-  *v6 = host[0] == '[';
-  if (*v6) {
+  if (host[0] == 0 || strcasecmp(host, "localhost") == 0) {
+    int any = host[0] == 0;
+    uv_ip4_addr(any ? "0.0.0.0" : "127.0.0.1", port, (struct sockaddr_in *)&t->addr[0]);
+    uv_ip6_addr(any ? "::" : "::1", port, (struct sockaddr_in6 *)&t->addr[1]);
+    t->n = 2;
+    t->v6_optional = 1;
+    return 0;
+  }
+  t->n = 1;
+  if (host[0] == '[') {
     size_t hl = strlen(host);
-    if (host[hl - 1] != ']')
+    if (hl < 3 || host[hl - 1] != ']')
       return UV_EINVAL;
     host[hl - 1] = 0;
-    return uv_ip6_addr(host + 1, (int)port, (struct sockaddr_in6 *)addr) ? UV_EINVAL : 0;
+    return uv_ip6_addr(host + 1, port, (struct sockaddr_in6 *)&t->addr[0]) ? UV_EINVAL : 0;
   }
-  return uv_ip4_addr(host, (int)port, (struct sockaddr_in *)addr) ? UV_EINVAL : 0;
+  return uv_ip4_addr(host, port, (struct sockaddr_in *)&t->addr[0]) ? UV_EINVAL : 0;
+}
+
+
+static int addr_port (const struct sockaddr_storage *a) {
+  return ntohs(a->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)a)->sin6_port
+                                        : ((const struct sockaddr_in *)a)->sin_port);
+}
+
+
+static void set_port (struct sockaddr_storage *a, int port) {
+  if (a->ss_family == AF_INET6)
+    ((struct sockaddr_in6 *)a)->sin6_port = htons((uint16_t)port);
+  else
+    ((struct sockaddr_in *)a)->sin_port = htons((uint16_t)port);
 }
 
 
@@ -68,6 +123,7 @@ static void tcp_name (uv_tcp_t *t, char *out, size_t outlen) {
   struct sockaddr_storage bound;
   char ip[64] = "?";
   int len = sizeof bound;
+  memset(&bound, 0, sizeof bound);
   uv_tcp_getsockname(t, (struct sockaddr *)&bound, &len);
   if (bound.ss_family == AF_INET6) {
     struct sockaddr_in6 *a = (struct sockaddr_in6 *)&bound;
@@ -82,44 +138,194 @@ static void tcp_name (uv_tcp_t *t, char *out, size_t outlen) {
 }
 
 
+/* Drops the listener added last (a pair whose second half failed). */
+static void drop_last_listener (owl_server_t *s) {
+  uv_close((uv_handle_t *)s->listeners[--s->nlisteners], free_handle);
+}
+
+
 /*
-** Binds and listens on spec ("host:port", "[v6]:port", "unix:/path"), or
-** with OWL_LISTEN_FD on the inherited listening socket "fd:N:unix:/path".
-** OWL_LISTEN_REUSEPORT sets SO_REUSEPORT before bind (a worker's own socket
-** in the group); OWL_LISTEN_HOLD binds but never accepts (the master, which
-** holds the port for its workers; a unix socket is listening already, for
-** the workers to inherit).  Writes the address to print into out.  Returns
-** 0 or a libuv error (negative), or UV_EINVAL for a spec that cannot be
-** parsed.
+** Binds one TCP address and listens on it (hold: listen(2) only, for the
+** workers to accept on).  The port it got goes to *port.
+**
+** libuv reports a failed bind (EADDRINUSE) only at uv_listen; the master
+** never calls uv_listen, and a listen(2) on a socket that is not bound binds
+** it to a random port on every interface.  So the bind is confirmed with
+** uv_tcp_getsockname, which returns that deferred error, before anything
+** listens.
+*/
+static int tcp_listen (owl_server_t *s, const struct sockaddr_storage *addr, int hold,
+                       int *port) {
+  int v6 = addr->ss_family == AF_INET6;
+  uv_tcp_t *t = malloc(sizeof *t);
+  if (t == NULL)
+    return UV_ENOMEM;
+  int err = uv_tcp_init_ex(s->loop, t, v6 ? AF_INET6 : AF_INET);
+  if (err) {                                /* no such family here */
+    free(t);
+    return err;
+  }
+  t->data = s;
+  struct sockaddr_storage bound;
+  int len = sizeof bound;
+  if ((err = uv_tcp_bind(t, (const struct sockaddr *)addr, v6 ? UV_TCP_IPV6ONLY : 0)) == 0 &&
+      (err = uv_tcp_getsockname(t, (struct sockaddr *)&bound, &len)) == 0) {
+    if (hold) {
+      uv_os_fd_t fd;
+      if ((err = uv_fileno((uv_handle_t *)t, &fd)) == 0 && listen(fd, s->opt.backlog) < 0)
+        err = uv_translate_sys_error(errno);
+    }
+    else
+      err = uv_listen((uv_stream_t *)t, s->opt.backlog, on_connection);
+  }
+  if (err || (err = add_listener(s, (uv_stream_t *)t))) {
+    uv_close((uv_handle_t *)t, free_handle);
+    return err;
+  }
+  *port = addr_port(&bound);
+  return 0;
+}
+
+
+/* An IPv6 address this machine cannot have (not an address in use). */
+static int v6_missing (int err) {
+  return err == UV_EAFNOSUPPORT || err == UV_EADDRNOTAVAIL || err == UV_EPROTONOSUPPORT;
+}
+
+
+/*
+** Listens on every address of a TCP spec; the names of the bound ones go to
+** out, one per line.  With port 0 the second address takes the port the
+** first got, and when that port is taken there the pair is tried again.
+*/
+static int tcp_listen_spec (owl_server_t *s, const char *spec, int hold,
+                            char *out, size_t outlen) {
+  tcp_spec_t t;
+  int err = parse_tcp(spec, &t), tries = 0;
+  if (err)
+    return err;
+  int want = addr_port(&t.addr[0]);
+again:
+  out[0] = 0;
+  for (int i = 0; i < t.n; i++) {
+    int port;
+    err = tcp_listen(s, &t.addr[i], hold, &port);
+    if (err && i == 1 && t.v6_optional && v6_missing(err))
+      break;
+    if (err && i == 1 && want == 0 && err == UV_EADDRINUSE && ++tries < 16) {
+      drop_last_listener(s);
+      set_port(&t.addr[1], 0);
+      goto again;
+    }
+    if (err) {
+      if (i == 1)
+        drop_last_listener(s);
+      return err;
+    }
+    if (i == 0 && t.n == 2)
+      set_port(&t.addr[1], port);
+    size_t used = strlen(out);
+    char name[80];
+    tcp_name((uv_tcp_t *)s->listeners[s->nlisteners - 1], name, sizeof name);
+    snprintf(out + used, outlen - used, "%shttp://%s", used ? "\n" : "", name);
+  }
+  return 0;
+}
+
+
+/* Is a server accepting on the unix socket at path? */
+static int unix_in_use (const char *path) {
+  struct sockaddr_un a;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return 0;
+  memset(&a, 0, sizeof a);
+  a.sun_family = AF_UNIX;
+  snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+  int in_use = connect(fd, (struct sockaddr *)&a, sizeof a) == 0 || errno == EAGAIN;
+  close(fd);
+  return in_use;
+}
+
+
+int owl_server_check_listen (const char *spec) {
+  tcp_spec_t t;
+  if (strncmp(spec, "unix:", 5) == 0) {
+    size_t n = strlen(spec + 5);
+    return n > 0 && n < sizeof ((struct sockaddr_un *)0)->sun_path ? 0 : UV_EINVAL;
+  }
+  return parse_tcp(spec, &t);
+}
+
+
+/*
+** Binds and listens on spec (see owl_server_check_listen), or with
+** OWL_LISTEN_FD takes the inherited listening socket of "fd:N:tcp:addr" or
+** "fd:N:unix:/path".  OWL_LISTEN_HOLD binds and listens but never accepts:
+** the master, whose workers inherit the socket.  Writes the addresses to
+** print into out, one per line.  Returns 0 or a libuv error (negative), or
+** UV_EINVAL for a spec that cannot be parsed.
 */
 int owl_server_listen (owl_server_t *s, const char *spec, int flags,
                        char *out, size_t outlen) {
   int err;
+  long fd = -1;
+  if (flags & OWL_LISTEN_FD) {
+    char *end;
+    fd = strtol(spec + 3, &end, 10);
+    if (strncmp(spec, "fd:", 3) != 0 || *end != ':' || fd < 0)
+      return UV_EINVAL;
+    spec = end + 1;
+    if (strncmp(spec, "tcp:", 4) == 0) {
+      uv_tcp_t *t = malloc(sizeof *t);
+      if (t == NULL)
+        return UV_ENOMEM;
+      uv_tcp_init(s->loop, t);
+      t->data = s;
+      int on = 0;
+      socklen_t olen = sizeof on;
+      /* listening already: a uv_listen on a socket that is not bound would
+      ** bind it to a random port on every interface */
+      if (getsockopt((int)fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &olen) < 0 || !on)
+        err = UV_EINVAL;
+      else
+        err = 0;
+      if (err || (err = uv_tcp_open(t, (uv_os_sock_t)fd)) ||
+          (err = uv_listen((uv_stream_t *)t, s->opt.backlog, on_connection)) ||
+          (err = add_listener(s, (uv_stream_t *)t))) {
+        uv_close((uv_handle_t *)t, free_handle);
+        return err;
+      }
+      snprintf(out, outlen, "http://%s", spec + 4);
+      return 0;
+    }
+  }
+  else if (owl_server_check_listen(spec))
+    return UV_EINVAL;
   if ((flags & OWL_LISTEN_FD) || strncmp(spec, "unix:", 5) == 0) {
     uv_pipe_t *p = malloc(sizeof *p);
     if (p == NULL)
       return UV_ENOMEM;
     uv_pipe_init(s->loop, p, 0);
     p->data = s;
-    if (flags & OWL_LISTEN_FD) {
-      char *end;
-      long fd = strtol(spec + 3, &end, 10);
-      if (strncmp(spec, "fd:", 3) != 0 || *end != ':' || fd < 0)
-        err = UV_EINVAL;
-      else
-        err = uv_pipe_open(p, (uv_file)fd);
-      spec = end + 1;
-    }
+    if (flags & OWL_LISTEN_FD)
+      err = uv_pipe_open(p, (uv_file)fd);
     else {
       const char *path = spec + 5;
       struct stat st;
-      if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-        unlink(path);                       /* a stale socket of an earlier run */
-      err = uv_pipe_bind(p, path);
+      err = 0;
+      if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+        if (unix_in_use(path))
+          err = UV_EADDRINUSE;              /* another server answers there */
+        else
+          unlink(path);                     /* a stale socket of an earlier run */
+      }
+      if (!err)
+        err = uv_pipe_bind(p, path);
     }
     if (!err && (flags & OWL_LISTEN_HOLD)) {
-      uv_os_fd_t fd;
-      if ((err = uv_fileno((uv_handle_t *)p, &fd)) == 0 && listen(fd, s->opt.backlog) < 0)
+      uv_os_fd_t pfd;
+      if ((err = uv_fileno((uv_handle_t *)p, &pfd)) == 0 && listen(pfd, s->opt.backlog) < 0)
         err = uv_translate_sys_error(errno);
     }
     else if (!err)
@@ -131,53 +337,29 @@ int owl_server_listen (owl_server_t *s, const char *spec, int flags,
     snprintf(out, outlen, "%s", spec);
     return 0;
   }
-  struct sockaddr_storage addr;
-  int v6;
-  if (parse_tcp(spec, &addr, &v6))
-    return UV_EINVAL;
-  uv_tcp_t *t = malloc(sizeof *t);
-  if (t == NULL)
-    return UV_ENOMEM;
-  uv_tcp_init_ex(s->loop, t, v6 ? AF_INET6 : AF_INET);
-  t->data = s;
-  if (flags & (OWL_LISTEN_REUSEPORT | OWL_LISTEN_HOLD)) {
-    uv_os_fd_t fd;
-    int on = 1;
-    if ((err = uv_fileno((uv_handle_t *)t, &fd)) == 0 &&
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) < 0)
-      err = uv_translate_sys_error(errno);
-  }
-  else
-    err = 0;
-  if (err || (err = uv_tcp_bind(t, (struct sockaddr *)&addr, v6 ? UV_TCP_IPV6ONLY : 0)) ||
-      (!(flags & OWL_LISTEN_HOLD) &&
-       (err = uv_listen((uv_stream_t *)t, s->opt.backlog, on_connection))) ||
-      (err = add_listener(s, (uv_stream_t *)t))) {
-    uv_close((uv_handle_t *)t, free_handle);
-    return err;
-  }
-  char name[80];
-  tcp_name(t, name, sizeof name);
-  snprintf(out, outlen, "http://%s", name);
-  return 0;
+  return tcp_listen_spec(s, spec, flags & OWL_LISTEN_HOLD, out, outlen);
 }
 
 
 /*
-** Names listener i for a worker: "host:port" with the bound port (returns
-** -1: the worker binds its own socket), or "unix:/path" (returns the
-** descriptor, which the worker inherits); -2 on failure.  For the master.
+** Names listener i for a worker, which inherits its descriptor (returned;
+** -2 on failure): "tcp:host:port" with the bound port, or "unix:/path".
+** For the master.
 */
 int owl_server_listener_spec (owl_server_t *s, int i, char *out, size_t outlen) {
   uv_stream_t *l = s->listeners[i];
-  if (l->type == UV_TCP) {
-    tcp_name((uv_tcp_t *)l, out, outlen);
-    return -1;
-  }
   uv_os_fd_t fd;
+  if (uv_fileno((uv_handle_t *)l, &fd))
+    return -2;
+  if (l->type == UV_TCP) {
+    char name[80];
+    tcp_name((uv_tcp_t *)l, name, sizeof name);
+    snprintf(out, outlen, "tcp:%s", name);
+    return fd;
+  }
   char path[256];
   size_t plen = sizeof path;
-  if (uv_fileno((uv_handle_t *)l, &fd) || uv_pipe_getsockname((uv_pipe_t *)l, path, &plen))
+  if (uv_pipe_getsockname((uv_pipe_t *)l, path, &plen))
     return -2;
   snprintf(out, outlen, "unix:%.*s", (int)plen, path);
   return fd;
@@ -227,10 +409,18 @@ static void finish (owl_server_t *s) {
   if (!uv_is_closing((uv_handle_t *)&s->grace_timer)) {
     uv_close((uv_handle_t *)&s->grace_timer, NULL);
     uv_close((uv_handle_t *)&s->idle_timer, NULL);
+    owl_log_refused_flush();
+    uv_close((uv_handle_t *)&s->refused_timer, NULL);
+    if (s->ncut)
+      owl_log(OWL_LOG_INFO, NULL, "stopped: %u connection%s cut at the graceful timeout",
+              s->ncut, s->ncut == 1 ? "" : "s");
+    else
+      owl_log(OWL_LOG_INFO, NULL, "stopped");
   }
   if (!uv_is_closing((uv_handle_t *)&s->sigint)) {
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
+    uv_close((uv_handle_t *)&s->sighup, NULL);
     /* closing the handles restored the default action: a signal during
     ** the rest of the teardown must not kill a process that is exiting 0 */
     signal(SIGINT, SIG_IGN);
@@ -264,7 +454,10 @@ static void on_grace (uv_timer_t *t) {
   owl_server_t *s = t->data;
   for (owl_conn_t *c = owl_conn_next(&s->conns, NULL); c != NULL;
        c = owl_conn_next(&s->conns, c))
-    owl_conn_close(c);                      /* CallCancelled fires */
+    if (!owl_conn_closing(c)) {
+      s->ncut++;
+      owl_conn_close(c);                    /* CallCancelled fires */
+    }
   conn_gone(&s->conns);
 }
 
@@ -280,6 +473,8 @@ static void begin_shutdown (owl_server_t *s) {
     return;
   }
   s->stopping = 1;
+  owl_log(OWL_LOG_INFO, NULL, "stopping: %u connection%s open, up to %g s to finish",
+          s->conns.n, s->conns.n == 1 ? "" : "s", s->opt.graceful_timeout / 1e3);
   owl_server_unlisten(s, 1);
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->disposing_ref);
   owl_token_fire(L, -1);
@@ -306,6 +501,36 @@ void owl_server_stop (owl_server_t *s) {
 static void on_signal (uv_signal_t *h, int signum) {
   (void)signum;
   begin_shutdown(h->data);
+}
+
+
+/* SIGHUP restarts the workers in the master (master.c); a single process
+** has nothing to restart, and a hangup must not stop a server. */
+static void on_sighup (uv_signal_t *h, int signum) {
+  owl_server_t *s = h->data;
+  (void)signum;
+  if (s->worker_id)
+    owl_log(OWL_LOG_WARN, NULL, "SIGHUP ignored: send it to the master (pid %d), "
+            "which restarts the workers", (int)getppid());
+  else
+    owl_log(OWL_LOG_WARN, NULL, "SIGHUP ignored: nothing to reload without --workers "
+            "or --reload (restart the process to load new code)");
+}
+/* }====== */
+
+
+/* {====== request ids */
+
+/* Fills tag with 8 random characters from [0-9a-z]: this boot's part of
+** every request id. */
+static void boot_tag (char *tag) {
+  static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+  uint64_t v;
+  if (getrandom(&v, sizeof v, GRND_NONBLOCK) != (ssize_t)sizeof v)
+    v = (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)getpid() << 32 ^ uv_hrtime();
+  for (int i = 0; i < 8; i++, v /= 36)
+    tag[i] = digits[v % 36];
+  tag[8] = 0;
 }
 /* }====== */
 
@@ -344,6 +569,11 @@ static int l_configure (lua_State *L) {
   lua_getfield(L, 1, "ws_deflate");
   if (!lua_isnil(L, -1))
     o->ws_deflate = lua_toboolean(L, -1);
+  lua_getfield(L, 1, "log_level");
+  if (lua_isstring(L, -1)) {
+    static const char *const levels[] = { "debug", "info", "warn", "error", NULL };
+    o->log_level = luaL_checkoption(L, -1, NULL, levels);
+  }
   lua_getfield(L, 1, "server_name");
   if (lua_isstring(L, -1))
     snprintf(o->server_name, sizeof o->server_name, "%s", lua_tostring(L, -1));
@@ -351,24 +581,39 @@ static int l_configure (lua_State *L) {
 }
 
 
+static void push_invalid (lua_State *L, const char *spec) {
+  lua_pushnil(L);
+  lua_pushfstring(L, "invalid listen address '%s' (expected IPv4:port, [IPv6]:port, "
+                  "localhost:port, :port or unix:/path)", spec);
+}
+
+
+/* core.check_listen(spec) -> true, or nil, err: spec parses (nothing bound). */
+static int l_check_listen (lua_State *L) {
+  const char *spec = luaL_checkstring(L, 1);
+  if (owl_server_check_listen(spec)) {
+    push_invalid(L, spec);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+
 /*
-** core.listen(spec [, mode]) -> address, or nil, err.  mode: "reuseport" (a
-** worker's own socket; "fd:N:unix:/path" takes an inherited unix socket) or
-** "hold" (the master: bind, accept nothing).
+** core.listen(spec [, mode]) -> {address...}, or nil, err.  mode: "hold"
+** (the master: bind and listen, accept nothing) or "inherit" (a worker:
+** "fd:N:tcp:..." or "fd:N:unix:..." from the master).
 */
 static int l_listen (lua_State *L) {
-  static const char *const modes[] = { "plain", "reuseport", "hold", NULL };
-  static const int flags[] = { 0, OWL_LISTEN_REUSEPORT, OWL_LISTEN_HOLD };
-  char out[300];
+  static const char *const modes[] = { "plain", "hold", "inherit", NULL };
+  static const int flags[] = { 0, OWL_LISTEN_HOLD, OWL_LISTEN_FD };
+  char out[400];
   const char *spec = luaL_checkstring(L, 1);
   int f = flags[luaL_checkoption(L, 2, "plain", modes)];
-  if (f == OWL_LISTEN_REUSEPORT && strncmp(spec, "fd:", 3) == 0)
-    f = OWL_LISTEN_FD;
   int err = owl_server_listen(&owl_srv, spec, f, out, sizeof out);
-  if (err == UV_EINVAL && strncmp(spec, "unix:", 5) != 0) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "invalid listen address '%s' (expected host:port, "
-                    "[v6]:port or unix:/path)", spec);
+  if (err == UV_EINVAL && !(f & OWL_LISTEN_FD) && owl_server_check_listen(spec)) {
+    push_invalid(L, spec);
     return 2;
   }
   if (err) {
@@ -376,8 +621,28 @@ static int l_listen (lua_State *L) {
     lua_pushfstring(L, "cannot listen on %s: %s", spec, uv_strerror(err));
     return 2;
   }
-  lua_pushstring(L, out);
+  lua_newtable(L);
+  int i = 0;
+  for (char *p = out, *nl; *p; p = nl + 1) {
+    nl = strchr(p, '\n');
+    lua_pushlstring(L, p, nl ? (size_t)(nl - p) : strlen(p));
+    lua_rawseti(L, -2, ++i);
+    if (nl == NULL)
+      break;
+  }
   return 1;
+}
+
+
+/* core.log_write(level, id|nil, message): one log line, as the C core
+** writes them (owin.log filters by its own threshold first). */
+static int l_log_write (lua_State *L) {
+  static const char *const levels[] = { "debug", "info", "warn", "error", NULL };
+  int level = luaL_checkoption(L, 1, NULL, levels);
+  const char *id = luaL_optstring(L, 2, NULL);
+  const char *msg = luaL_checkstring(L, 3);
+  owl_log_always(level, id, "%s", msg);
+  return 0;
 }
 
 
@@ -406,6 +671,8 @@ int luaopen_owin_core (lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"configure", l_configure},
     {"listen", l_listen},
+    {"check_listen", l_check_listen},
+    {"log_write", l_log_write},
     {"run", l_run},
     {"stop", l_stop},
     {NULL, NULL}
@@ -463,11 +730,21 @@ void owl_server_init (owl_server_t *s, lua_State *L) {
   uv_timer_init(s->loop, &s->grace_timer);
   uv_timer_init(s->loop, &s->idle_timer);
   s->grace_timer.data = s->idle_timer.data = s;
+  uv_timer_init(s->loop, &s->refused_timer);
+  s->refused_timer.data = s;
+  uv_unref((uv_handle_t *)&s->refused_timer);
   uv_signal_init(s->loop, &s->sigint);
   uv_signal_init(s->loop, &s->sigterm);
-  s->sigint.data = s->sigterm.data = s;
+  uv_signal_init(s->loop, &s->sighup);
+  s->sigint.data = s->sigterm.data = s->sighup.data = s;
   uv_signal_start(&s->sigint, on_signal, SIGINT);
   uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+  uv_signal_start(&s->sighup, on_sighup, SIGHUP);
   uv_unref((uv_handle_t *)&s->sigint);
   uv_unref((uv_handle_t *)&s->sigterm);
+  uv_unref((uv_handle_t *)&s->sighup);
+  s->opt.log_level = OWL_LOG_INFO;
+  char tag[9];
+  boot_tag(tag);
+  snprintf(s->id_prefix, sizeof s->id_prefix, "%s-", tag);
 }

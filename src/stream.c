@@ -300,14 +300,18 @@ static int out_close (lua_State *L) {
 
 static int in_tostring (lua_State *L) {
   owl_stream_t *s = lua_touserdata(L, 1);
-  lua_pushfstring(L, IN_T " (request %d)", (int)s->r->id);
+  char id[64];
+  owl_req_idstr(s->r->id, id, sizeof id);
+  lua_pushfstring(L, IN_T " (request %s)", id);
   return 1;
 }
 
 
 static int out_tostring (lua_State *L) {
   owl_req_t *r = lua_touserdata(L, 1);
-  lua_pushfstring(L, OUT_T " (request %d)", (int)r->id);
+  char id[64];
+  owl_req_idstr(r->id, id, sizeof id);
+  lua_pushfstring(L, OUT_T " (request %s)", id);
   return 1;
 }
 

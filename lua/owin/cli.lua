@@ -8,8 +8,16 @@ local M = {}
 -- name, value name, kind, default, help
 local OPTIONS = {
   { "listen", "ADDR", "list", "127.0.0.1:8080",
-    "address to serve on: host:port, [v6]:port or unix:/path; repeat for more;\n" ..
-    "port 0 picks a free port (OWINLUA_LISTEN takes a comma-separated list)" },
+    "address to serve on; repeat for more (OWINLUA_LISTEN: a comma-separated list):\n" ..
+    "  IPv4:PORT       one IPv4 address, e.g. 127.0.0.1:8080 or 0.0.0.0:8080\n" ..
+    "  [IPv6]:PORT     one IPv6 address, e.g. [::1]:8080 or [::]:8080\n" ..
+    "  localhost:PORT  the loopback addresses: 127.0.0.1 and [::1] (the latter\n" ..
+    "                  when the machine has IPv6)\n" ..
+    "  :PORT           every interface: 0.0.0.0 and [::] (the latter when the\n" ..
+    "                  machine has IPv6)\n" ..
+    "  unix:/PATH      a unix socket\n" ..
+    "port 0 picks a free port (the same one for both addresses of a name);\n" ..
+    "other host names are refused" },
   { "max-header-bytes", "SIZE", "size", "32k",
     "largest request head (request line and headers); larger gets 431" },
   { "max-headers", "N", "int", 100, "most header lines in a request; more gets 431" },
@@ -40,8 +48,8 @@ local OPTIONS = {
     "--no-ws-compression turns it off" },
   { "workers", "N", "workers", 1,
     "worker processes; more than 1 (or auto: one per CPU) starts a master that\n" ..
-    "binds the listeners and supervises the workers, each accepting on its own\n" ..
-    "SO_REUSEPORT socket; SIGHUP restarts them one at a time (reloading the app),\n" ..
+    "binds the listeners and supervises the workers, which all accept on the\n" ..
+    "master's sockets; SIGHUP restarts them one at a time (reloading the app),\n" ..
     "SIGTTIN/SIGTTOU add/remove one" },
   { "reload", nil, "flag", false,
     "development: restart the workers when a .lua file under the app's\n" ..
@@ -49,7 +57,9 @@ local OPTIONS = {
   { "server-header", "NAME", "string", "owinlua", "value of the Server header; empty leaves it out" },
   { "log-level", "LEVEL", "level", "info", "owin.log threshold: debug, info, warn or error" },
   { "dev", nil, "flag", false, "development mode: tracebacks in 500 responses" },
-  { "check", nil, "flag", false, "load the app, report whether it is usable, and exit" },
+  { "check", nil, "flag", false,
+    "check the options and listen addresses and load the app, as a start would\n" ..
+    "(binding nothing); print APP: ok and exit 0, or the error and exit 1 or 2" },
   { "help", nil, "flag", false, "show this help and exit" },
   { "version", nil, "flag", false, "show the version and exit" },
 }
@@ -211,30 +221,70 @@ function M.usage()
   end
   lines[#lines + 1] = ""
   lines[#lines + 1] = "SIZE takes a byte count or a k, m or g suffix (KiB, MiB, GiB)."
-  lines[#lines + 1] = "SIGINT/SIGTERM stop gracefully; a second signal stops at once."
+  lines[#lines + 1] = "SIGINT/SIGTERM stop gracefully; a second signal stops at once.  Without"
+  lines[#lines + 1] = "--workers or --reload, SIGHUP is logged and ignored."
   lines[#lines + 1] = "A worker sees OWINLUA_WORKER_ID (1, 2, ...) in its environment."
   return table.concat(lines, "\n") .. "\n"
 end
 
+-- A worker's failures are log lines (its master's lines are around them);
+-- elsewhere, one "owinlua: ..." line.
+local log_failure
+
 local function fail(code, fmt, ...)
-  io.stderr:write("owinlua: ", string.format(fmt, ...), "\n")
+  local msg = string.format(fmt, ...)
+  if log_failure then
+    log_failure(msg)
+  else
+    io.stderr:write("owinlua: ", msg, "\n")
+  end
   return code
+end
+
+-- Why the file at path cannot be read as a script, as the end of the
+-- sentence "cannot load PATH: ..."; nil when it can be read.
+function M.unreadable(path)
+  local f, err, code = io.open(path, "r")
+  if not f then
+    if code == 2 then return "no such file" end
+    if code == 13 then return "permission denied (the file cannot be read)" end
+    return (tostring(err):gsub("^.*: ", ""):lower())
+  end
+  local ok, rerr, rcode = f:read(1)
+  f:close()
+  if ok == nil and rerr ~= nil then
+    if rcode == 21 then return "it is a directory, not a Lua script" end
+    return tostring(rerr):lower()
+  end
+  return nil
+end
+
+-- loadfile's error for path as "cannot load PATH: ...".
+local function load_error(path, err)
+  local line, msg = tostring(err):match("^.-:(%d+): (.*)$")
+  if line then
+    return string.format("cannot load %s: syntax error on line %s: %s", path, line, msg)
+  end
+  return string.format("cannot load %s: %s", path, tostring(err):gsub("^cannot read [^:]*: ", ""))
 end
 
 -- Loads the app script; returns an AppFunc, or nil, err.
 function M.load_app(path)
-  local f = io.open(path, "r")
-  if not f then return nil, string.format("cannot open app script '%s'", path) end
-  f:close()
+  local why = M.unreadable(path)
+  if why then return nil, string.format("cannot load %s: %s", path, why) end
   local dir = path:match("^(.*)/[^/]*$") or "."
   package.path = dir .. "/?.lua;" .. dir .. "/?/init.lua;" .. package.path
   local chunk, err = loadfile(path)
-  if not chunk then return nil, "cannot load " .. err end
+  if not chunk then return nil, load_error(path, err) end
   local builder = owin.new()
   _G.app = builder
   _G.owin = owin
   local ok, result = xpcall(chunk, debug.traceback)
-  if not ok then return nil, "error while loading " .. path .. ": " .. tostring(result) end
+  if not ok then
+    -- the traceback down to the script's main chunk: the frames below are ours
+    local text = tostring(result):gsub("\n%s*%[C%]: in function 'xpcall'.*$", "")
+    return nil, "error while loading " .. path .. ": " .. text
+  end
   if type(result) == "function" then return result end
   if owin.is_builder(result) then return result.build() end
   if result ~= nil then
@@ -247,6 +297,16 @@ function M.load_app(path)
   local built_ok, app = pcall(builder.build)
   if not built_ok then return nil, "cannot build the pipeline: " .. tostring(app) end
   return app
+end
+
+-- Checks every listen address as a start would, binding nothing; returns
+-- true, or nil, err.
+function M.check_listen(list, core)
+  for _, spec in ipairs(list) do
+    local ok, err = core.check_listen(spec)
+    if not ok then return nil, err end
+  end
+  return true
 end
 
 function M.main(argv)
@@ -276,6 +336,7 @@ function M.main(argv)
     backlog = opts["backlog"],
     dev = opts.dev,
     server_name = opts["server-header"],
+    log_level = opts["log-level"],
     ws_max_message = opts["ws-max-message"],
     ws_ping_interval = opts["ws-ping-interval"],
     ws_ping_timeout = opts["ws-ping-timeout"],
@@ -283,6 +344,12 @@ function M.main(argv)
     ws_deflate = opts["ws-compression"],
   })
   local worker_id, worker_specs = core.worker()
+  if worker_id then
+    log_failure = function(msg) core.log_write("error", nil, msg) end
+  end
+  -- the same checks for --check and for every kind of start
+  local ok, lerr = M.check_listen(opts.listen, core)
+  if not ok then return fail(2, "%s", lerr) end
   local workers = opts.workers == "auto" and core.cpus() or opts.workers
   if not worker_id and not opts.check and (workers > 1 or opts.reload) then
     return M.master(opts, app_path, workers, argv, core)
@@ -294,9 +361,11 @@ function M.main(argv)
     return 0
   end
   for _, spec in ipairs(worker_specs or opts.listen) do
-    local addr, lerr = core.listen(spec, worker_id and "reuseport" or nil)
-    if not addr then return fail(1, "%s", lerr) end
-    if not worker_id then io.stdout:write("listening on ", addr, "\n") end
+    local addrs, aerr = core.listen(spec, worker_id and "inherit" or nil)
+    if not addrs then return fail(1, "%s", aerr) end
+    if not worker_id then
+      for _, addr in ipairs(addrs) do io.stdout:write("listening on ", addr, "\n") end
+    end
   end
   io.stdout:flush()
   if worker_id then core.worker_ready() end
@@ -308,20 +377,18 @@ end
 -- supervises the workers (src/master.c); returns the exit code.  It never
 -- loads the app: the workers do.
 function M.master(opts, app_path, workers, argv, core)
-  local f = io.open(app_path, "r")
-  if not f then return fail(1, "cannot open app script '%s'", app_path) end
-  f:close()
+  local why = M.unreadable(app_path)
+  if why then return fail(1, "cannot load %s: %s", app_path, why) end
   for _, spec in ipairs(opts.listen) do
-    local addr, lerr = core.listen(spec, "hold")
-    if not addr then return fail(1, "%s", lerr) end
-    io.stdout:write("listening on ", addr, "\n")
+    local addrs, lerr = core.listen(spec, "hold")
+    if not addrs then return fail(1, "%s", lerr) end
+    for _, addr in ipairs(addrs) do io.stdout:write("listening on ", addr, "\n") end
   end
   io.stdout:flush()
   return core.master({
     workers = workers,
     argv = argv,
     reload = opts.reload and (app_path:match("^(.*)/[^/]*$") or ".") or nil,
-    quiet = opts["log-level"] == "warn" or opts["log-level"] == "error",
   })
 end
 

@@ -222,9 +222,12 @@ M.set_env = set_env
 M.current_env = current_env
 
 ------------------------------------------------------------------------------
--- Logging to stderr: "2026-01-02T03:04:05Z [info] [42] message"
+-- Logging to stderr: "2026-01-02T03:04:05Z [info] [<request id>] message"; in
+-- the server the C core writes the line, and a worker's lines say which
+-- worker ("[info] worker 2: [...] message").
 
 local LEVELS = { debug = 1, info = 2, warn = 3, error = 4 }
+local log_write = core and core.log_write
 local threshold = LEVELS.info
 
 local log = {}
@@ -248,8 +251,9 @@ local function emit(level, name, fmt, ...)
     msg = tostring(fmt)
   end
   local id = M.request_id()
+  if log_write then return log_write(name, id and tostring(id), msg) end
   local prefix = os_date("!%Y-%m-%dT%H:%M:%SZ") .. " [" .. name .. "] "
-  if id then prefix = prefix .. "[" .. id .. "] " end
+  if id then prefix = prefix .. "[" .. tostring(id) .. "] " end
   io_stderr:write(prefix, msg, "\n")
 end
 
