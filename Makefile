@@ -25,10 +25,10 @@ DEPS ?= sh tools/install-deps
 BROWSER_DEPS ?= tools/install-browser
 APP ?= apps/hello.lua
 
-SRCS = src/buf.c src/chunked.c src/conn.c src/env.c src/headers.c src/http1.c \
+SRCS = src/buf.c src/chunked.c src/conn.c src/core.c src/env.c src/headers.c src/http1.c \
        src/main.c src/master.c src/request.c src/response.c src/runtime.c src/server.c src/stream.c \
        src/sendfile.c src/status.c src/tcp.c src/upgrade.c src/websocket.c src/ws.c src/ws_handshake.c
-LUA_MODULES = lua/owin/init.lua lua/owin/cli.lua lua/owin/context.lua lua/owin/headers.lua \
+LUA_MODULES = lua/owin/init.lua lua/owin/cli.lua lua/owin/options.lua lua/owin/context.lua lua/owin/headers.lua \
               lua/owin/static.lua lua/owin/websocket.lua lua/owin/wsapi.lua \
               lua/owin/wsapi/app.lua lua/owin/wsapi/handler.lua \
               lua/owin/host/check.lua lua/owin/host/response.lua lua/owin/host/status.lua \

@@ -354,6 +354,8 @@ int owl_server_listener_spec (owl_server_t *s, int i, char *out, size_t outlen);
 void owl_server_unlisten (owl_server_t *s, int drain);
 /* A graceful stop, as on SIGTERM (nothing if one is under way). */
 void owl_server_stop (owl_server_t *s);
+/* The same, as a signal: a second one while stopping stops at once. */
+void owl_server_shutdown (owl_server_t *s);
 /* master.c: core.master, core.worker, core.worker_ready, core.cpus */
 void owl_open_master (lua_State *L);
 void owl_server_init (owl_server_t *s, lua_State *L);

@@ -2,121 +2,13 @@
 -- loading the app script, binding, serving.
 
 local owin = require("owin")
+local options = require("owin.options")
+
+local OPTIONS, BY_NAME = options.OPTIONS, options.BY_NAME
+local env_name, convert = options.env_name, options.convert
 
 local M = {}
 
--- name, value name, kind, default, help
-local OPTIONS = {
-  { "listen", "ADDR", "list", "127.0.0.1:8080",
-    "address to serve on; repeat for more (OWINLUA_LISTEN: a comma-separated list):\n" ..
-    "  IPv4:PORT       one IPv4 address, e.g. 127.0.0.1:8080 or 0.0.0.0:8080\n" ..
-    "  [IPv6]:PORT     one IPv6 address, e.g. [::1]:8080 or [::]:8080\n" ..
-    "  localhost:PORT  the loopback addresses: 127.0.0.1 and [::1] (the latter\n" ..
-    "                  when the machine has IPv6)\n" ..
-    "  :PORT           every interface: 0.0.0.0 and [::] (the latter when the\n" ..
-    "                  machine has IPv6)\n" ..
-    "  unix:/PATH      a unix socket\n" ..
-    "port 0 picks a free port (the same one for both addresses of a name);\n" ..
-    "other host names are refused" },
-  { "max-header-bytes", "SIZE", "size", "32k",
-    "largest request head (request line and headers); larger gets 431" },
-  { "max-headers", "N", "int", 100, "most header lines in a request; more gets 431" },
-  { "max-target", "SIZE", "size", "8k", "longest request-target; longer gets 414" },
-  { "max-body", "SIZE", "size", "32m", "largest request body, 0 for no limit; larger gets 413" },
-  { "header-timeout", "SEC", "seconds", 30,
-    "time to receive a request head; a partial head then gets 408" },
-  { "body-timeout", "SEC", "seconds", 60,
-    "idle time allowed while the app waits for request body bytes (408)" },
-  { "keepalive-timeout", "SEC", "seconds", 75,
-    "idle keep-alive connections close after this; keep it longer than the idle\n" ..
-    "timeout of any load balancer in front (AWS ALB: 60 s), or it will see 502s" },
-  { "max-connections", "N", "int", 10000, "open connections at most; beyond, new ones get 503" },
-  { "graceful-timeout", "SEC", "seconds", 30,
-    "on SIGTERM/SIGINT, time in-flight requests get to finish before they are\n" ..
-    "cancelled (owin.CallCancelled) and their connections closed" },
-  { "backlog", "N", "int", 511, "listen(2) backlog" },
-  { "ws-max-message", "SIZE", "size", "16m",
-    "largest WebSocket message (and frame) a client may send; larger: close 1009" },
-  { "ws-ping-interval", "SEC", "seconds", 20,
-    "ping an idle WebSocket after this long; 0 never pings" },
-  { "ws-ping-timeout", "SEC", "seconds", 20,
-    "close a WebSocket whose peer does not answer a ping within this" },
-  { "ws-close-timeout", "SEC", "seconds", 5,
-    "after sending a close frame, wait this long for the peer's before cutting" },
-  { "ws-compression", nil, "flag", true,
-    "accept permessage-deflate (RFC 7692) when a client offers it;\n" ..
-    "--no-ws-compression turns it off" },
-  { "workers", "N", "workers", 1,
-    "worker processes; more than 1 (or auto: one per CPU) starts a master that\n" ..
-    "binds the listeners and supervises the workers, which all accept on the\n" ..
-    "master's sockets; SIGHUP restarts them one at a time (reloading the app),\n" ..
-    "SIGTTIN/SIGTTOU add/remove one" },
-  { "reload", nil, "flag", false,
-    "development: restart the workers when a .lua file under the app's\n" ..
-    "directory changes; code that fails to load leaves the old workers serving" },
-  { "server-header", "NAME", "string", "owinlua", "value of the Server header; empty leaves it out" },
-  { "log-level", "LEVEL", "level", "info", "owin.log threshold: debug, info, warn or error" },
-  { "dev", nil, "flag", false, "development mode: tracebacks in 500 responses" },
-  { "check", nil, "flag", false,
-    "check the options and listen addresses and load the app, as a start would\n" ..
-    "(binding nothing); print APP: ok and exit 0, or the error and exit 1 or 2" },
-  { "help", nil, "flag", false, "show this help and exit" },
-  { "version", nil, "flag", false, "show the version and exit" },
-}
-
-local BY_NAME = {}
-for _, o in ipairs(OPTIONS) do BY_NAME[o[1]] = o end
-
-local function env_name(name)
-  return "OWINLUA_" .. name:upper():gsub("-", "_")
-end
-
-local UNITS = { [""] = 1, k = 1024, m = 1024 ^ 2, g = 1024 ^ 3 }
-
--- Converts a textual value to the option's kind; nil, err when it does not fit.
-local function convert(o, text)
-  local name, kind = o[1], o[3]
-  if kind == "flag" then
-    if type(text) == "boolean" then return text end
-    local t = tostring(text):lower()
-    if t == "1" or t == "true" or t == "yes" or t == "on" then return true end
-    if t == "0" or t == "false" or t == "no" or t == "off" or t == "" then return false end
-    return nil, string.format("--%s takes no value (or 1/0 in %s), got '%s'", name, env_name(name), text)
-  elseif kind == "size" then
-    local num, unit = tostring(text):lower():match("^(%d+)%s*([kmg]?)i?b?$")
-    if not num then
-      return nil, string.format("--%s expects a size such as 65536, 64k or 1m, got '%s'", name, text)
-    end
-    return math.tointeger(tonumber(num) * UNITS[unit])
-  elseif kind == "int" then
-    local n = math.tointeger(tonumber(text))
-    if not n or n < 0 then
-      return nil, string.format("--%s expects a whole number, got '%s'", name, text)
-    end
-    return n
-  elseif kind == "seconds" then
-    local n = tonumber(text)
-    if not n or n < 0 then
-      return nil, string.format("--%s expects a number of seconds, got '%s'", name, text)
-    end
-    return n
-  elseif kind == "workers" then
-    local t = tostring(text):lower()
-    if t == "auto" then return "auto" end
-    local n = math.tointeger(tonumber(t))
-    if not n or n < 1 or n > 512 then
-      return nil, string.format("--%s expects a number from 1 to 512 or auto, got '%s'", name, text)
-    end
-    return n
-  elseif kind == "level" then
-    local t = tostring(text)
-    if t ~= "debug" and t ~= "info" and t ~= "warn" and t ~= "error" then
-      return nil, string.format("--%s expects debug, info, warn or error, got '%s'", name, t)
-    end
-    return t
-  end
-  return tostring(text)
-end
 
 -- Parses argv (and the environment): options table and the app path,
 -- or nil, err.
@@ -323,26 +215,7 @@ function M.main(argv)
   if not app_path then return fail(2, "no app script given (usage: owinlua [options] app.lua)") end
   owin.log.set_level(opts["log-level"])
   local core = require("owin.core")
-  core.configure({
-    max_header_bytes = opts["max-header-bytes"],
-    max_headers = opts["max-headers"],
-    max_target = opts["max-target"],
-    max_body = opts["max-body"],
-    header_timeout = opts["header-timeout"],
-    body_timeout = opts["body-timeout"],
-    keepalive_timeout = opts["keepalive-timeout"],
-    graceful_timeout = opts["graceful-timeout"],
-    max_connections = opts["max-connections"],
-    backlog = opts["backlog"],
-    dev = opts.dev,
-    server_name = opts["server-header"],
-    log_level = opts["log-level"],
-    ws_max_message = opts["ws-max-message"],
-    ws_ping_interval = opts["ws-ping-interval"],
-    ws_ping_timeout = opts["ws-ping-timeout"],
-    ws_close_timeout = opts["ws-close-timeout"],
-    ws_deflate = opts["ws-compression"],
-  })
+  core.configure(options.core_config(opts))
   local worker_id, worker_specs = core.worker()
   if worker_id then
     log_failure = function(msg) core.log_write("error", nil, msg) end
