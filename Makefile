@@ -25,9 +25,17 @@ DEPS ?= sh tools/install-deps
 BROWSER_DEPS ?= tools/install-browser
 APP ?= apps/hello.lua
 
-SRCS = src/buf.c src/chunked.c src/conn.c src/core.c src/env.c src/headers.c src/http1.c \
-       src/main.c src/master.c src/request.c src/response.c src/runtime.c src/server.c src/stream.c \
-       src/sendfile.c src/status.c src/tcp.c src/upgrade.c src/websocket.c src/ws.c src/ws_handshake.c
+# The C core by layer, from the bottom (docs/ARCHITECTURE.md): includes
+# point down only.
+SRCS = src/codec/buf.c src/codec/chunked.c src/codec/status.c src/codec/ws.c \
+       src/codec/ws_handshake.c \
+       src/net/tcp.c src/net/conn.c \
+       src/runtime/runtime.c src/runtime/headers.c \
+       src/http/http1.c src/http/websocket.c \
+       src/request/env.c src/request/request.c src/request/response.c \
+       src/request/stream.c src/request/sendfile.c src/request/upgrade.c \
+       src/server/server.c src/server/master.c src/server/core.c src/server/main.c
+HEADERS = $(wildcard src/*/*.h)
 LUA_MODULES = lua/owin/init.lua lua/owin/cli.lua lua/owin/options.lua lua/owin/context.lua lua/owin/headers.lua \
               lua/owin/static.lua lua/owin/websocket.lua lua/owin/wsapi.lua \
               lua/owin/wsapi/app.lua lua/owin/wsapi/handler.lua \
@@ -43,11 +51,11 @@ ASAN_OBJS = $(SRCS:src/%.c=build/asan/%.o)
 LLHTTP_OBJS = build/llhttp/llhttp.o build/llhttp/api.o build/llhttp/http.o
 ASAN_LLHTTP_OBJS = $(LLHTTP_OBJS:build/llhttp/%=build/asan/llhttp/%)
 
-ALL_CFLAGS = -std=gnu99 $(CFLAGS) -I$(LUA_INCDIR) -I$(LLHTTP_INCDIR) -Ibuild -D_GNU_SOURCE
+ALL_CFLAGS = -std=gnu99 $(CFLAGS) -Isrc -I$(LUA_INCDIR) -I$(LLHTTP_INCDIR) -Ibuild -D_GNU_SOURCE
 Z_LIBS ?= -lz
 LIBS = $(LUA_LIBS) $(UV_LIBS) $(Z_LIBS) -lm
 
-CODEC_SRCS = src/chunked.c src/ws.c src/ws_handshake.c src/codec_lua.c
+CODEC_SRCS = src/codec/chunked.c src/codec/ws.c src/codec/ws_handshake.c src/runtime/codec_lua.c
 
 .PHONY: all deps browser-deps run test test-unit test-e2e test-browser install \
         uninstall clean bench bench-smoke
@@ -92,7 +100,7 @@ build/hostile: tools/hostile/hostile.c
 	$(CC) -std=gnu99 $(CFLAGS) $(WARNINGS) -o $@ $<
 
 # The pure codecs as a Lua module, for their unit specs.
-build/owl_codec.so: $(CODEC_SRCS) src/chunked.h src/ws.h src/token.h
+build/owl_codec.so: $(CODEC_SRCS) $(HEADERS)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(WARNINGS) -fPIC -shared -o $@ $(CODEC_SRCS) -lz
 
@@ -101,13 +109,13 @@ build/reasons.h: lua/owin/host/status.lua tools/gen-reasons.lua
 	@mkdir -p $(@D)
 	$(LUA) tools/gen-reasons.lua lua/owin/host/status.lua >$@.tmp && mv $@.tmp $@
 
-build/status.o build/asan/status.o: build/reasons.h
+build/codec/status.o build/asan/codec/status.o: build/reasons.h
 
-build/%.o: src/%.c src/owl.h src/buf.h src/status.h src/conn.h src/transport.h src/tcp.h src/chunked.h src/token.h src/request.h src/ws.h
+build/%.o: src/%.c $(HEADERS)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(WARNINGS) -c -o $@ $<
 
-build/asan/%.o: src/%.c src/owl.h src/buf.h src/status.h src/conn.h src/transport.h src/tcp.h src/chunked.h src/token.h src/request.h src/ws.h
+build/asan/%.o: src/%.c $(HEADERS)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(WARNINGS) $(SANITIZE) -O1 -c -o $@ $<
 

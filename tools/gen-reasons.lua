@@ -1,4 +1,4 @@
--- Writes the C body of owl_reason (src/status.c) from lua/owin/host/status.lua,
+-- Writes the C body of owl_reason (src/codec/status.c) from lua/owin/host/status.lua,
 -- the one table of reason phrases: the server and the pure-Lua hosts send
 -- the same phrases because there is one list.
 --

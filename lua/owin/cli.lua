@@ -247,7 +247,7 @@ function M.main(argv)
 end
 
 -- The master of --workers/--reload: binds, prints the addresses, starts and
--- supervises the workers (src/master.c); returns the exit code.  It never
+-- supervises the workers (src/server/master.c); returns the exit code.  It never
 -- loads the app: the workers do.
 function M.master(opts, app_path, workers, argv, core)
   local why = M.unreadable(app_path)

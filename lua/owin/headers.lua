@@ -1,6 +1,6 @@
 -- owin.headers: OWIN headers tables in pure Lua, for hosts that run without
 -- the C core (a WSAPI host, plain Lua).  They behave like the server's
--- (src/headers.c):
+-- (src/runtime/headers.c):
 --
 --   local headers = require("owin.headers")
 --   local h = headers.new({ ["Content-Type"] = "text/plain" })

@@ -1,5 +1,5 @@
 -- --workers and --reload: a master that binds, starts and supervises worker
--- processes (src/master.c), with the real binary over real sockets.
+-- processes (src/server/master.c), with the real binary over real sockets.
 local server = require("helpers.server")
 local http = require("helpers.http")
 local cleanup = require("helpers.cleanup")

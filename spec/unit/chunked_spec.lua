@@ -1,4 +1,4 @@
--- The chunked decoder (src/chunked.c) against RFC 9112 section 7.1,
+-- The chunked decoder (src/codec/chunked.c) against RFC 9112 section 7.1,
 -- through the owl_codec test binding.
 local codec = require("owl_codec")
 

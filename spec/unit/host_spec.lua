@@ -214,7 +214,7 @@ describe("owin.host #unit", function()
     end)
 
     it("is the table the server's owl_reason is made from", function()
-      -- src/status.c includes the cases tools/gen-reasons.lua writes from
+      -- src/codec/status.c includes the cases tools/gen-reasons.lua writes from
       -- this module: run it and read them back
       local p = assert(io.popen("lua5.4 tools/gen-reasons.lua lua/owin/host/status.lua"))
       local out = p:read("a")
@@ -224,7 +224,7 @@ describe("owin.host #unit", function()
         c[tonumber(code)] = phrase
       end
       assert.are.same(status.REASONS, c)
-      assert.matches('#include "reasons.h"', read("src/status.c"), 1, true)
+      assert.matches('#include "reasons.h"', read("src/codec/status.c"), 1, true)
     end)
 
     it("is the table owin.test and owin.wsapi expose", function()

@@ -98,7 +98,7 @@ describe("rockspec and Makefile #unit", function()
       assert.is_true(built[f] == true, f .. " is built by no Makefile list")
     end
     for _, f in ipairs(make_list("CODEC_SRCS")) do
-      if f ~= "src/codec_lua.c" then
+      if f ~= "src/runtime/codec_lua.c" then
         assert.is_true(table.concat(make_list("SRCS"), " "):find(f, 1, true) ~= nil,
           f .. " is tested as a codec but not in the server")
       end

@@ -1,4 +1,4 @@
--- The WebSocket codec (src/ws.c) against RFC 6455 and RFC 7692, through
+-- The WebSocket codec (src/codec/ws.c) against RFC 6455 and RFC 7692, through
 -- the owl_codec test binding.
 --
 --   busted --lua=lua5.4 spec/unit/ws_spec.lua

@@ -1,6 +1,6 @@
 -- owin.host.response: the response as the app sees it, for the pure-Lua
--- hosts (owin.test, the handler side of owin.wsapi), after src/env.c and
--- src/request.c:
+-- hosts (owin.test, the handler side of owin.wsapi), after src/request/env.c and
+-- src/request/request.c:
 --
 -- - owin.ResponseStatusCode, owin.ResponseReasonPhrase and
 --   owin.ResponseHeaders live outside the env table (get, set, pairs), so

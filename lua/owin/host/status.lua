@@ -1,7 +1,7 @@
 -- owin.host.status: the reason phrases of HTTP status codes, one table for
 -- every host: the ones RFC 9110 section 15 defines (306 and 418 are unused
 -- there and have none) and the registered ones apps commonly send (103,
--- 425, 428, 429, 431, 451).  The server's owl_reason (src/status.c) is
+-- 425, 428, 429, 431, 451).  The server's owl_reason (src/codec/status.c) is
 -- made from this table at build time (tools/gen-reasons.lua).
 --
 --   local status = require("owin.host.status")

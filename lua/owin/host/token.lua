@@ -1,5 +1,5 @@
 -- owin.host.token: cancellation tokens in pure Lua, shaped like the
--- server's (src/runtime.c): token.cancelled, token:register(fn) and
+-- server's (src/runtime/runtime.c): token.cancelled, token:register(fn) and
 -- token:cancel().  The host fires a token when what it stands for ends
 -- (owin.CallCancelled: the client went away; host.OnAppDisposing: the
 -- server stops).

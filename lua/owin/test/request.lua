@@ -1,5 +1,5 @@
 -- owin.test.request: one request in the test host: the env the app gets
--- (src/env.c: the response keys live outside the env table, answered by
+-- (src/request/env.c: the response keys live outside the env table, answered by
 -- owin.host.response, so setting them after the headers went out raises
 -- "headers already sent"), the upgrades (websocket.Accept, opaque.Upgrade,
 -- owinlua.AcceptNow), and the request's coroutine: an app error is a 500
@@ -246,7 +246,7 @@ local function make_source(body)
   end
 end
 
--- Checks the upgrade headers as src/http1.c does: 0 none, 1 any Upgrade,
+-- Checks the upgrade headers as src/http/http1.c does: 0 none, 1 any Upgrade,
 -- 2 a valid WebSocket handshake, 426 a WebSocket handshake of another
 -- version.
 local function check_upgrade(R)

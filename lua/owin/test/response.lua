@@ -1,5 +1,5 @@
 -- owin.test.response: the response side of a request in the test host,
--- after src/request.c: the first write, flush or sendfile commits the
+-- after src/request/response.c: the first write, flush or sendfile commits the
 -- headers (owin.host.response: OnSendingHeaders run once, last registered
 -- first, then status and headers freeze); a body that ends within the first
 -- 16 KiB gets a Content-Length, a longer one Transfer-Encoding: chunked

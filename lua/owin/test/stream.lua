@@ -1,5 +1,5 @@
 -- owin.test.stream: owin.RequestBody and owin.ResponseBody in the test host,
--- shaped like Lua's file handles as the server's are (src/stream.c), and
+-- shaped like Lua's file handles as the server's are (src/request/stream.c), and
 -- sendfile.SendAsync (the file read in Lua and written as body).  A read
 -- with no bytes yet waits: the loop pulls the next piece of a streamed
 -- request body and wakes the reader.  Misuse raises; runtime failures

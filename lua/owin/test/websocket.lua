@@ -2,7 +2,7 @@
 --
 -- A socket (what the app holds) and a conversation (what the test holds)
 -- are two ends of one in-process connection; whole messages pass between
--- them, no frames.  The server side follows src/websocket.c: the close
+-- them, no frames.  The server side follows src/http/websocket.c: the close
 -- handshake and its codes (the peer's code echoed, 1000 for none, 1006 for
 -- a dropped connection, 1011 after an app error), a close answered only
 -- once the app has taken the messages before it, a close timeout,

@@ -29,7 +29,7 @@
 
 #include <uv.h>
 
-#include "buf.h"
+#include "codec/buf.h"
 
 typedef struct owl_conn owl_conn_t;
 

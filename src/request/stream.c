@@ -18,8 +18,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "owl.h"
-#include "request.h"
+#include "request/request.h"
+#include "request/keys.h"
 
 #define IN_T "owinlua.InputStream"
 #define OUT_T OWL_REQ_T

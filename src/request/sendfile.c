@@ -24,8 +24,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "owl.h"
-#include "request.h"
+#include "request/request.h"
+#include "request/keys.h"
 
 #define SF_T "owinlua.Sendfile"
 #define PIECE (64 * 1024)       /* what goes through libuv when the socket is full */

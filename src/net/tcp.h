@@ -5,7 +5,7 @@
 #ifndef OWL_TCP_H
 #define OWL_TCP_H
 
-#include "transport.h"
+#include "net/transport.h"
 
 typedef struct owl_tcp {
   owl_transport_t t;            /* first: a transport pointer is the owl_tcp */

@@ -31,8 +31,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "owl.h"
-#include "ws.h"
+#include "http/websocket.h"
+#include "http/http1.h"
+#include "codec/ws.h"
 
 #define WS_T "owinlua.WebSocket"
 #define RAW_T "owinlua.OpaqueStream"

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "tcp.h"
+#include "net/tcp.h"
 
 
 #define TCP(t) ((owl_tcp_t *)(t))

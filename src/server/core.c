@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "owl.h"
+#include "server/server.h"
 
 
 /* {====== owin.core */

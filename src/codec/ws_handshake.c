@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "token.h"
-#include "ws.h"
+#include "codec/token.h"
+#include "codec/ws.h"
 
 
 /* {====== SHA-1 (FIPS 180-4) and base64 (RFC 4648), for the handshake */

@@ -13,10 +13,10 @@
 
 #include <string.h>
 
-#include "owl.h"
-#include "request.h"
-#include "token.h"
-#include "ws.h"
+#include "request/request.h"
+#include "request/keys.h"
+#include "codec/token.h"
+#include "codec/ws.h"
 
 
 enum { UP_WS = 1, UP_RAW = 2 };

@@ -29,8 +29,8 @@
 
 #include <string.h>
 
-#include "owl.h"
-#include "token.h"
+#include "runtime/runtime.h"
+#include "codec/token.h"
 
 
 static const char store_key = 0;

@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "owl.h"
+#include "server/server.h"
 
 
 /* {====== listeners */

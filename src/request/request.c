@@ -14,9 +14,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "owl.h"
-#include "request.h"
-#include "token.h"
+#include "request/request.h"
+#include "request/keys.h"
+#include "codec/token.h"
 
 
 const char owl_req_key = 0;         /* env[&owl_req_key] = request userdata */

@@ -13,7 +13,7 @@
 #include <stdarg.h>
 #include <inttypes.h>
 #include <time.h>
-#include "owl.h"
+#include "runtime/runtime.h"
 
 
 /* The process's one server: the loop and main state the runtime runs on,

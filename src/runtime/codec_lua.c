@@ -27,8 +27,8 @@
 #include <lua.h>
 #include <lauxlib.h>
 
-#include "chunked.h"
-#include "ws.h"
+#include "codec/chunked.h"
+#include "codec/ws.h"
 
 
 static int collect (void *ud, const char *at, size_t len) {

@@ -29,9 +29,8 @@
 **   the handler's on_close), and the handler forgets the request when its
 **   response finishes (owl_h1_request_done).
 */
-
-#ifndef OWL_H
-#define OWL_H
+#ifndef OWL_RUNTIME_RUNTIME_H
+#define OWL_RUNTIME_RUNTIME_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -41,10 +40,11 @@
 #include <uv.h>
 #include <llhttp.h>
 
-#include "chunked.h"
-#include "conn.h"
-#include "status.h"
-#include "ws.h"
+#include "codec/buf.h"
+#include "codec/chunked.h"
+#include "codec/status.h"
+#include "codec/ws.h"
+#include "net/conn.h"
 
 #define OWL_VERSION "0.1.0"
 
@@ -54,8 +54,6 @@
 #define OWL_OUT_LOW     (64 * 1024)   /* ... and let it go on again */
 #define OWL_POOL_MAX    256           /* idle coroutines kept for reuse */
 
-
-#include "buf.h"
 
 
 typedef struct owl_options {
@@ -147,52 +145,7 @@ struct owl_server {
 extern owl_server_t owl_srv;
 
 
-/* {====== the HTTP/1.1 handler (http1.c), as the request cycle sees it */
-
-/* What the handler calls in the request cycle (request.c sets them when
-** owin.core opens, so that calls point down: the cycle uses the handler). */
-typedef struct owl_req_ops {
-  /* the head is parsed: builds the request, or NULL (out of memory) */
-  owl_req_t *(*begin) (owl_conn_t *c);
-  void (*start) (owl_req_t *r);                 /* the app's coroutine */
-  void (*wake_reader) (owl_req_t *r);           /* body bytes or its end */
-  void (*wake_writer) (owl_req_t *r);           /* the output drained */
-  void (*detach) (owl_req_t *r, int err);       /* the connection failed */
-} owl_req_ops_t;
-extern owl_req_ops_t owl_h1_req;
-
-void owl_h1_accept (uv_stream_t *listener);
-/* Serves fd, a TCP socket accepted outside libuv (the queue drained at shutdown). */
-void owl_h1_adopt (owl_server_t *s, uv_os_sock_t fd);
-/* The parsed head: field 0 is the request-target, then a lowercase name
-** and its value (OWS trimmed) for each header line. */
-size_t owl_h1_nfields (owl_conn_t *c);
-const char *owl_h1_field (owl_conn_t *c, size_t i, size_t *len);
-int owl_h1_method (owl_conn_t *c);          /* llhttp_method_t */
-int owl_h1_minor (owl_conn_t *c);           /* HTTP/1.x */
-/* 1: Connection: upgrade with an Upgrade header; 2: a valid WebSocket handshake */
-int owl_h1_upgrade (owl_conn_t *c);
-/* The keep-alive decision: what the request said, until a response or the
-** server says otherwise. */
-int owl_h1_keepalive (owl_conn_t *c);
-void owl_h1_no_keepalive (owl_conn_t *c);
-/* Appends a response made by the server (errors); close: then close. */
-void owl_h1_canned (owl_conn_t *c, int status, const char *extra,
-                    const char *body, size_t blen, int close);
-/* The response of c's request ended; keep: the connection may be reused. */
-void owl_h1_request_done (owl_conn_t *c, int keep);
-/* Runs the parse cycle after an app wait ended. */
-void owl_h1_continue (owl_conn_t *c);
-/* The request read some body: reading may go on. */
-void owl_h1_resume_reading (owl_conn_t *c);
-/* Flushes and decides what the connection waits for next. */
-void owl_h1_settle (owl_conn_t *c);
-/* A 101 went out: the connection is another handler's now. */
-void owl_h1_upgraded (owl_conn_t *c);
-/* }====== */
-
-
-/* {====== request (request.c) */
+/* {====== the request, as the handlers and the request cycle share it */
 
 /*
 ** The response, as one state.  It only moves forward:
@@ -256,37 +209,10 @@ static inline void owl_req_reach (owl_req_t *r, enum owl_resp st) {
 
 
 /* Builds the request from the parsed head and makes it c->req. */
-/* Anchors the request userdata on top of L (popped) while it runs. */
-void owl_req_anchor (lua_State *L, owl_req_t *r);
-/* The app returned: the body framed to its end (response.c). */
-void owl_req_finish (lua_State *L, owl_req_t *r);
-/* Starts the app's coroutine. */
-void owl_req_start (owl_req_t *r);
-/* Wakes a reader waiting for body bytes, end of body or an error. */
-void owl_req_wake_reader (owl_req_t *r);
-/* Wakes a writer waiting for the output to drain. */
-void owl_req_wake_writer (owl_req_t *r);
-/* The connection went away: fire CallCancelled, wake waiters with err. */
-void owl_req_detach (owl_req_t *r, int err);
-/* Fires the request's CallCancelled token if it was ever materialized. */
-void owl_req_cancel (owl_req_t *r);
-/* Commits/serializes/finishes (run inside the request coroutine). */
-void owl_req_commit (lua_State *L, owl_req_t *r);
-void owl_req_serialize (lua_State *L, owl_req_t *r, int final);
-int owl_req_body_write (lua_State *L, owl_req_t *r, const char *p, size_t n);
-/* Counts n body bytes against the app's Content-Length (raises past it). */
-void owl_req_count (lua_State *L, owl_req_t *r, uint64_t n);
-/* Appends the head of a chunk of n bytes; 0 or UV_ENOMEM. */
-int owl_req_chunk_head (owl_conn_t *c, uint64_t n);
-void owl_req_continue (owl_req_t *r);
-void owl_open_request (lua_State *L);
-/* Frees the body buffers of requests never released (at exit). */
-void owl_req_drain (owl_server_t *s);
-void owl_open_env (lua_State *L);
 /* }====== */
 
 
-/* {====== other areas */
+/* {====== headers tables (headers.c) */
 void owl_open_headers (lua_State *L);
 /* Pushes a headers table; canon: names spelled Canonical-Case by default
 ** (response headers), else lowercase (request headers). */
@@ -316,25 +242,10 @@ void owl_headers_rawget (lua_State *L, int idx, int which);
 void owl_headers_add (lua_State *L, int idx, const char *lname, size_t nlen,
                       const char *v, size_t vlen);
 
-void owl_open_stream (lua_State *L);
-void owl_sendfile_push (lua_State *L, int ri);
-void owl_open_fs (lua_State *L);
+/* }====== */
 
-/* websocket.c: a connection after a 101 */
-void owl_wsock_new (lua_State *L, owl_conn_t *c, int reqidx, int raw,
-                    const owl_ws_deflate_t *pmd);
-void owl_wsock_wake (owl_wsock_t *w);
-void owl_wsock_env (lua_State *L, int idx, int raw);
-void owl_wsock_end (lua_State *L, int idx, unsigned code);
-void owl_open_websocket (lua_State *L);
-/* upgrade.c: 101 answers */
-void owl_upgrade_env (lua_State *L, owl_conn_t *c, int env, int ri);
-int owl_upgrade_run (lua_State *L, owl_req_t *r);
-void owl_upgrade_end (lua_State *L, owl_req_t *r, unsigned code);
-void owl_open_upgrade (lua_State *L);
-/* Pushes an input stream of r, whose userdata is on top. */
-void owl_stream_push (lua_State *L, owl_req_t *r);
 
+/* {====== runtime.c */
 void owl_open_runtime (lua_State *L);
 void owl_newclass (lua_State *L, const char *name, const luaL_Reg *methods,
                    lua_CFunction tostring, lua_CFunction gc);
@@ -343,23 +254,6 @@ void owl_token_fire (lua_State *L, int idx);
 /* Closes h if it is an owin.sleep timer; returns 1 then. */
 int owl_sleep_dispose (uv_handle_t *h);
 
-#define OWL_LISTEN_HOLD 2       /* bind and listen, accept nothing: the master */
-#define OWL_LISTEN_FD 4         /* an inherited listening socket, "fd:N:tcp:..." or
-                                   "fd:N:unix:/path" (a worker) */
-/* Checks a listen spec without binding: 0 or UV_EINVAL. */
-int owl_server_check_listen (const char *spec);
-int owl_server_listen (owl_server_t *s, const char *spec, int flags,
-                       char *out, size_t outlen);
-int owl_server_listener_spec (owl_server_t *s, int i, char *out, size_t outlen);
-void owl_server_unlisten (owl_server_t *s, int drain);
-/* A graceful stop, as on SIGTERM (nothing if one is under way). */
-void owl_server_stop (owl_server_t *s);
-/* The same, as a signal: a second one while stopping stops at once. */
-void owl_server_shutdown (owl_server_t *s);
-/* master.c: core.master, core.worker, core.worker_ready, core.cpus */
-void owl_open_master (lua_State *L);
-void owl_server_init (owl_server_t *s, lua_State *L);
-int luaopen_owin_core (lua_State *L);
 /* }====== */
 
 

@@ -22,7 +22,7 @@
 
 #include <zlib.h>
 
-#include "ws.h"
+#include "codec/ws.h"
 
 
 enum {

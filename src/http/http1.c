@@ -30,8 +30,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "owl.h"
-#include "token.h"
+#include "http/http1.h"
+#include "http/websocket.h"
+#include "codec/token.h"
 
 
 enum { T_NONE, T_HEAD, T_IDLE, T_BODY };

@@ -16,8 +16,8 @@
 
 #include <string.h>
 
-#include "chunked.h"
-#include "token.h"
+#include "codec/chunked.h"
+#include "codec/token.h"
 
 
 enum {

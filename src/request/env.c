@@ -17,9 +17,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "owl.h"
-#include "request.h"
-#include "token.h"
+#include "request/request.h"
+#include "request/keys.h"
+#include "codec/token.h"
 
 
 static const char *const keynames[] = {

@@ -7,7 +7,7 @@
 #ifndef OWL_REQUEST_H
 #define OWL_REQUEST_H
 
-#include "owl.h"
+#include "request/request.h"
 
 /* user values of a request userdata */
 #define UV_RESPH   1   /* response headers table, once made; or a string

@@ -14,8 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "conn.h"
-#include "tcp.h"
+#include "net/conn.h"
+#include "net/tcp.h"
 
 #define LINGER_MS 2000
 

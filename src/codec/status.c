@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "status.h"
+#include "codec/status.h"
 
 
 /* The reason phrase of a status, "" for a code without one.  The cases are

@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "owl.h"
-#include "request.h"
-#include "token.h"
+#include "request/request.h"
+#include "request/keys.h"
+#include "codec/token.h"
 
 
 /* {====== response headers */

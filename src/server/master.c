@@ -57,7 +57,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "owl.h"
+#include "server/server.h"
 
 
 #define START_TIMEOUT_MS 60000  /* a worker not ready by then is killed */

@@ -15,7 +15,7 @@
 
 #include <lualib.h>
 
-#include "owl.h"
+#include "server/server.h"
 
 
 
