@@ -100,8 +100,9 @@ void owl_server_date (owl_server_t *s) {
 ** polling that listener no more, until uv_accept takes it; taking it in
 ** the check phase lets the other workers, woken as well, take the next
 ** ones, and a worker busy with its requests takes fewer.  (How evenly the
-** connections spread is still the scheduler's: on 2 cores under wrk, from
-** 32/18 to 45/5.)
+** connections spread is still up to the scheduler: on 2 cores with wrk on
+** one of them, wrk's 50 connections split anywhere from about even to all
+** on one worker.)
 */
 #define MAX_DEFERRED 64
 static uv_stream_t *deferred[MAX_DEFERRED];
