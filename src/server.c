@@ -750,6 +750,9 @@ static const char *refusal_reason (owl_conn_t *c, int status, char *buf, size_t 
       snprintf(buf, len, "%u connections open, --max-connections is %u", c->srv->nconns - 1,
                o->max_connections);
       return buf;
+    case 501:
+      return llhttp_get_errno(&c->parser) == HPE_INVALID_METHOD
+             ? "an unknown method" : "an unknown transfer coding";
     case 505:
       return "the request's HTTP version is not 1.0 or 1.1";
     case 426:
@@ -765,8 +768,7 @@ static const char *refusal_reason (owl_conn_t *c, int status, char *buf, size_t 
       return buf;
     }
   }
-  return status == 501 ? "an unknown method or transfer coding"
-                       : "a malformed request (its request line, Host or another header)";
+  return "a malformed request (its request line, Host or another header)";
 }
 
 
