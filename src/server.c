@@ -476,8 +476,9 @@ int owl_server_listener_spec (owl_server_t *s, int i, char *out, size_t outlen) 
 
 /*
 ** Takes the connections waiting in the accept queue of a TCP listener that
-** is about to close: with SO_REUSEPORT the kernel queued them for this
-** process alone, and closing the socket would reset them.
+** is about to close: closing the last descriptor of the socket would reset
+** them.  (A worker's socket is shared with the master and the other workers;
+** what it takes here is answered once, with Connection: close.)
 */
 static void drain_queue (owl_server_t *s, uv_stream_t *l) {
   uv_os_fd_t fd;
