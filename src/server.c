@@ -95,8 +95,7 @@ void owl_server_date (owl_server_t *s) {
 ** A worker takes one connection per loop iteration from each listener.
 ** The workers share the master's accept queue, and libuv would otherwise
 ** accept until the queue is empty: the first worker to wake would take a
-** whole burst of new connections (wrk's 50 at once: 40 to one, 10 to the
-** other).  When a connection arrives, libuv has accepted it and waits,
+** whole burst of new connections.  When a connection arrives, libuv has accepted it and waits,
 ** polling that listener no more, until uv_accept takes it; taking it in
 ** the check phase lets the other workers, woken as well, take the next
 ** ones, and a worker busy with its requests takes fewer.  (How evenly the
