@@ -106,10 +106,49 @@ void owl_server_date (owl_server_t *s) {
 
 /* {====== listeners */
 
+/*
+** A worker takes one connection per loop iteration from each listener.
+** The workers share the master's accept queue, and libuv would otherwise
+** accept until the queue is empty: the first worker to wake would take a
+** whole burst of new connections.  When a connection arrives, libuv has accepted it and waits,
+** polling that listener no more, until uv_accept takes it; taking it in
+** the check phase lets the other workers, woken as well, take the next
+** ones, and a worker busy with its requests takes fewer.  (How evenly the
+** connections spread is still up to the scheduler: on 2 cores with wrk on
+** one of them, wrk's 50 connections split anywhere from about even to all
+** on one worker.)
+*/
+#define MAX_DEFERRED 64
+static uv_stream_t *deferred[MAX_DEFERRED];
+static int ndeferred;
+
+
+static void accept_deferred (owl_server_t *s) {
+  int n = ndeferred;
+  ndeferred = 0;
+  for (int i = 0; i < n; i++)
+    owl_conn_accept(deferred[i]);
+  if (ndeferred == 0)
+    uv_check_stop(&s->accept_check);
+}
+
+
+static void on_accept_check (uv_check_t *h) {
+  accept_deferred(h->data);
+}
+
+
 static void on_connection (uv_stream_t *l, int status) {
+  owl_server_t *s = l->data;
   if (status < 0)
     return;
-  owl_conn_accept(l);
+  if (!s->worker_id || ndeferred == MAX_DEFERRED) {
+    owl_conn_accept(l);
+    return;
+  }
+  deferred[ndeferred++] = l;
+  if (!uv_is_active((uv_handle_t *)&s->accept_check))
+    uv_check_start(&s->accept_check, on_accept_check);
 }
 
 
@@ -451,8 +490,9 @@ int owl_server_listener_spec (owl_server_t *s, int i, char *out, size_t outlen) 
 
 /*
 ** Takes the connections waiting in the accept queue of a TCP listener that
-** is about to close: with SO_REUSEPORT the kernel queued them for this
-** process alone, and closing the socket would reset them.
+** is about to close: closing the last descriptor of the socket would reset
+** them.  (A worker's socket is shared with the master and the other workers;
+** what it takes here is answered once, with Connection: close.)
 */
 static void drain_queue (owl_server_t *s, uv_stream_t *l) {
   uv_os_fd_t fd;
@@ -470,6 +510,7 @@ static void drain_queue (owl_server_t *s, uv_stream_t *l) {
 
 /* Closes every listener; drain: serve what waits in their accept queues. */
 void owl_server_unlisten (owl_server_t *s, int drain) {
+  accept_deferred(s);                       /* closing would reset them */
   for (int i = 0; i < s->nlisteners; i++) {
     if (drain)
       drain_queue(s, s->listeners[i]);
@@ -497,6 +538,7 @@ static void finish (owl_server_t *s) {
     uv_close((uv_handle_t *)&s->idle_timer, NULL);
     refused_flush(s);
     uv_close((uv_handle_t *)&s->refused_timer, NULL);
+    uv_close((uv_handle_t *)&s->accept_check, NULL);
     if (s->ncut)
       owl_log(OWL_LOG_INFO, NULL, "stopped: %u connection%s cut at the graceful timeout",
               s->ncut, s->ncut == 1 ? "" : "s");
@@ -723,6 +765,9 @@ static const char *refusal_reason (owl_conn_t *c, int status, char *buf, size_t 
       snprintf(buf, len, "%u connections open, --max-connections is %u", c->srv->nconns - 1,
                o->max_connections);
       return buf;
+    case 501:
+      return llhttp_get_errno(&c->parser) == HPE_INVALID_METHOD
+             ? "an unknown method" : "an unknown transfer coding";
     case 505:
       return "the request's HTTP version is not 1.0 or 1.1";
     case 426:
@@ -738,8 +783,7 @@ static const char *refusal_reason (owl_conn_t *c, int status, char *buf, size_t 
       return buf;
     }
   }
-  return status == 501 ? "an unknown method or transfer coding"
-                       : "a malformed request (its request line, Host or another header)";
+  return "a malformed request (its request line, Host or another header)";
 }
 
 
@@ -1010,6 +1054,9 @@ void owl_server_init (owl_server_t *s, lua_State *L) {
   uv_timer_init(s->loop, &s->grace_timer);
   uv_timer_init(s->loop, &s->idle_timer);
   s->grace_timer.data = s->idle_timer.data = s;
+  uv_check_init(s->loop, &s->accept_check);
+  s->accept_check.data = s;
+  uv_unref((uv_handle_t *)&s->accept_check);
   uv_timer_init(s->loop, &s->refused_timer);
   s->refused_timer.data = s;
   uv_unref((uv_handle_t *)&s->refused_timer);
