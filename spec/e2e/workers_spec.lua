@@ -77,11 +77,12 @@ local function set(list)
 end
 
 -- Runs wrk against port for secs in the background; returns a function
--- that waits for it and returns its output.
-local function wrk(port, secs, conns)
+-- that waits for it and returns its output.  close: a new connection for
+-- every request (Connection: close).
+local function wrk(port, secs, conns, close)
   local out = os.tmpname()
-  os.execute(string.format("wrk -t1 -c%d -d%ds http://127.0.0.1:%d/ >%s 2>&1 &",
-    conns or 20, secs, port, out))
+  os.execute(string.format("wrk -t1 -c%d -d%ds %s http://127.0.0.1:%d/ >%s 2>&1 &",
+    conns or 20, secs, close and "-H 'Connection: close'" or "", port, out))
   return function()
     local text
     server.eventually(function()
@@ -232,6 +233,28 @@ app.run(function(env) env["owin.ResponseBody"]:write(pid .. " " .. msg) end)
     end, 15))
   end)
 
+  it("fails no connection while workers are restarted, added and removed, " ..
+     "one connection per request under wrk #slow", function()
+    local srv = cleanup.server(APP, { "--workers", "2" })
+    wait_ready(srv, 2)
+    local done = wrk(srv.port, 5, 20, true)
+    socket.sleep(0.7)
+    srv:signal("HUP")
+    socket.sleep(1.3)
+    srv:signal("TTIN")
+    socket.sleep(1)
+    srv:signal("TTOU")
+    socket.sleep(0.5)
+    srv:signal("TTOU")
+    local out = done()
+    local reqs = tonumber(out:match("(%d+) requests in"))
+    assert.truthy(reqs and reqs > 1000, out)
+    assert.is_nil(out:find("Socket errors", 1, true), out)
+    assert.is_nil(out:find("Non-2xx", 1, true), out)
+    wait_workers(srv, 1)
+    assert.matches("restart done", srv:stderr(), 1, true)
+  end)
+
   it("adds a worker on SIGTTIN and removes one on SIGTTOU", function()
     local srv = cleanup.server(APP, { "--workers", "2" })
     local two = wait_ready(srv, 2)
@@ -248,13 +271,99 @@ app.run(function(env) env["owin.ResponseBody"]:write(pid .. " " .. msg) end)
     assert.truthy(who(srv.port))
   end)
 
+  it("refuses to start on an address in use, as a single process does", function()
+    local other = cleanup.server("apps/hello.lua")       -- one process, no SO_REUSEPORT
+    for _, args in ipairs({ { "--workers", "2" }, { "--reload" } }) do
+      local argv = { table.unpack(args) }
+      for _, a in ipairs({ "--listen", "127.0.0.1:" .. other.port, APP }) do argv[#argv + 1] = a end
+      local out, err, code = server.run(argv, { timeout = 15 })
+      assert.equal(1, code, err)
+      assert.equal("", out)
+      assert.equal("owinlua: cannot listen on 127.0.0.1:" .. other.port ..
+        ": address already in use\n", err)
+    end
+    assert.equal("Hello World", http.get(other.port, "/").body)
+  end)
+
+  it("refuses a second master on the same address: the first keeps every connection", function()
+    local first = cleanup.server(APP, { "--workers", "2" })
+    local pids = set(wait_ready(first, 2))
+    for _, listen in ipairs({ "127.0.0.1:" .. first.port, "localhost:" .. first.port,
+                              ":" .. first.port }) do
+      local out, err, code = server.run({ "--workers", "2", "--listen", listen, APP }, { timeout = 15 })
+      assert.equal(1, code, err)
+      assert.equal("", out)
+      assert.matches("^owinlua: cannot listen on " .. listen:gsub("%.", "%%.") ..
+        ": address already in use\n$", err)
+    end
+    for _ = 1, 20 do
+      local pid = who(first.port)
+      assert.truthy(pids[pid], "answered by a process that is not the first master's worker")
+    end
+  end)
+
+  it("listens only where asked, in the master and every worker", function()
+    local srv = cleanup.server(APP, { "--workers", "2", "--listen", "localhost:0" })
+    local second = srv.proc:read("l")
+    local third = srv.proc:read("l")
+    local port = tonumber(second:match("^listening on http://127%.0%.0%.1:(%d+)$"))
+    assert.truthy(port, second)
+    assert.equal("listening on http://[::1]:" .. port, third)
+    local pids = wait_ready(srv, 2)
+    local want = { "127.0.0.1:" .. srv.port, "127.0.0.1:" .. port, "[::1]:" .. port }
+    table.sort(want)
+    assert.same(want, server.listening({ srv.pid }))
+    for _, pid in ipairs(pids) do assert.same(want, server.listening({ pid })) end
+  end)
+
+  it("gives request ids unique across workers and restarts, and names the worker in every log line", function()
+    local srv = cleanup.server(APP, { "--workers", "2" })
+    wait_ready(srv, 2)
+    local ids, boot, seen = {}, nil, {}
+    local function collect(gen)
+      assert.truthy(server.eventually(function()
+        local res = http.get(srv.port, "/id")
+        local w, id = res.body:match("^(%d) (%S+)$")
+        assert.is_nil(ids[id], "request id repeated: " .. tostring(id))
+        ids[id] = w
+        local b, ww, g = id:match("^([0-9a-z]+)%-(%d+)%.(%d+)%-%d+$")
+        assert.equal(w, ww, id)
+        assert.equal(gen, tonumber(g), id)
+        boot = boot or b
+        assert.equal(boot, b, id)
+        seen[gen .. w] = true
+        return seen[gen .. "1"] and seen[gen .. "2"]
+      end, 10), "both workers should answer")
+    end
+    collect(1)
+    srv:signal("HUP")
+    assert.truthy(server.eventually(function()
+      return srv:stderr():find("restart done", 1, true)
+    end, 15))
+    collect(2)
+    local log = srv:stderr()
+    for id, w in pairs(ids) do
+      assert.truthy(log:find("worker " .. w .. ": [" .. id .. "] id " .. id, 1, true), id)
+    end
+    for line in log:gmatch("[^\n]+") do
+      assert.matches("^%d+%-%d+%-%d+T%d+:%d+:%d+Z %[%a+%] (%a+ ?%d*): ", line)
+      local who_ = line:match("^%S+ %[%a+%] (%a+)")
+      assert.truthy(who_ == "master" or who_ == "worker", line)
+    end
+    -- another boot, another tag
+    local other = cleanup.server(APP, { "--workers", "2" })
+    wait_ready(other, 2)
+    local id = http.get(other.port, "/id").body:match(" (%S+)$")
+    assert.not_equal(boot, id:match("^[0-9a-z]+"))
+  end)
+
   it("exits 1 with the app's error when no worker can start", function()
     local t0 = socket.gettime()
     local out, err, code = server.run({ "--workers", "2", "--listen", "127.0.0.1:0",
                                         "spec/fixtures/load_error.lua" })
     assert.equal(1, code)
     assert.matches("listening on", out, 1, true)
-    assert.matches("error while loading", err, 1, true)
+    assert.matches("%[error%] worker %d: error while loading spec/fixtures/load_error%.lua", err)
     assert.matches("the app cannot start", err, 1, true)
     assert.truthy(socket.gettime() - t0 < 10)
   end)

@@ -159,11 +159,13 @@ function M.start(app, args, opts)
 end
 
 -- Runs the binary to completion (for --help, --check, startup errors).
--- Returns stdout, stderr, exit code.
+-- Returns stdout, stderr, exit code.  opts.timeout: seconds after which the
+-- binary gets SIGTERM (then SIGKILL 5 s later), for a run that must end.
 function M.run(args, opts)
   opts = opts or {}
   local errfile = tmpname()
   local cmd = { shell_quote(BIN) }
+  if opts.timeout then table.insert(cmd, 1, "timeout -k 5 " .. opts.timeout) end
   for _, a in ipairs(args or {}) do cmd[#cmd + 1] = shell_quote(a) end
   local envs = {}
   for k, v in pairs(opts.env or {}) do envs[#envs + 1] = k .. "=" .. shell_quote(v) end
@@ -175,6 +177,62 @@ function M.run(args, opts)
   local err = read_file(errfile)
   os.remove(errfile)
   return out, err, code
+end
+
+-- "127.0.0.1", "::1", ... from an address of /proc/net/tcp or tcp6 (hex,
+-- each 32-bit word in host byte order, little-endian here).
+local function proc_addr(hex)
+  local bytes = {}
+  for w = 1, #hex, 8 do
+    local word = hex:sub(w, w + 7)
+    for b = 7, 1, -2 do bytes[#bytes + 1] = tonumber(word:sub(b, b + 1), 16) end
+  end
+  if #bytes == 4 then return table.concat(bytes, ".") end
+  local groups = {}
+  for i = 1, 16, 2 do groups[#groups + 1] = string.format("%x", bytes[i] * 256 + bytes[i + 1]) end
+  local best, len = nil, 1                   -- the longest run of zero groups becomes ::
+  local i = 1
+  while i <= 8 do
+    local j = i
+    while j <= 8 and groups[j] == "0" do j = j + 1 end
+    if j - i > len then best, len = i, j - i end
+    i = j + 1
+  end
+  if not best then return table.concat(groups, ":") end
+  return table.concat(groups, ":", 1, best - 1) .. "::" .. table.concat(groups, ":", best + len, 8)
+end
+
+-- The TCP sockets in LISTEN state that the processes pids hold open, as a
+-- sorted list of "127.0.0.1:8080" / "[::1]:8080", each socket once.
+function M.listening(pids)
+  local inodes = {}
+  for _, pid in ipairs(pids) do
+    local p = io.popen("ls -l /proc/" .. pid .. "/fd 2>/dev/null")
+    for line in p:lines() do
+      local ino = line:match("socket:%[(%d+)%]")
+      if ino then inodes[ino] = true end
+    end
+    p:close()
+  end
+  local out = {}
+  for _, file in ipairs({ "/proc/net/tcp", "/proc/net/tcp6" }) do
+    local f = io.open(file)
+    if f then
+      for line in f:lines() do
+        local fields = {}
+        for w in line:gmatch("%S+") do fields[#fields + 1] = w end
+        local addr, port = (fields[2] or ""):match("^(%x+):(%x+)$")
+        if addr and fields[4] == "0A" and inodes[fields[10]] then
+          local host = proc_addr(addr)
+          if #addr > 8 then host = "[" .. host .. "]" end
+          out[#out + 1] = host .. ":" .. tonumber(port, 16)
+        end
+      end
+      f:close()
+    end
+  end
+  table.sort(out)
+  return out
 end
 
 return M

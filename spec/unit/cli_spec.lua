@@ -358,3 +358,76 @@ describe("owin.cli.usage #unit", function()
     assert.are.equal("\n", text:sub(-1))
   end)
 end)
+
+describe("owin.cli.usage #unit: --listen", function()
+  local text = cli.usage()
+
+  it("says what localhost:PORT and :PORT stand for", function()
+    assert.matches("localhost:PORT%s+the loopback addresses: 127%.0%.0%.1 and %[::1%]", text)
+    assert.matches("\n%s+:PORT%s+every interface: 0%.0%.0%.0 and %[::%]", text)
+    assert.matches("other host names are refused", text, 1, true)
+  end)
+
+  it("says what SIGHUP does without workers", function()
+    assert.matches("Without\n--workers or --reload, SIGHUP is logged and ignored.", text, 1, true)
+  end)
+end)
+
+describe("owin.cli.check_listen #unit", function()
+  -- the C core's check, as a stub: every spec but "bad" passes
+  local core = { check_listen = function(spec)
+    if spec == "bad" then return nil, "invalid listen address 'bad'" end
+    return true
+  end }
+
+  it("checks every address and returns the first error", function()
+    assert.is_true(cli.check_listen({ "a:1", "localhost:2" }, core))
+    local ok, err = cli.check_listen({ "a:1", "bad", "c:3" }, core)
+    assert.is_nil(ok)
+    assert.equal("invalid listen address 'bad'", err)
+  end)
+end)
+
+describe("owin.cli.load_app #unit: errors", function()
+  local function tmpfile(text)
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    f:write(text)
+    f:close()
+    return path
+  end
+
+  it("say a missing file is missing", function()
+    local app, err = cli.load_app("/nonexistent/app.lua")
+    assert.is_nil(app)
+    assert.equal("cannot load /nonexistent/app.lua: no such file", err)
+  end)
+
+  it("say a directory is not a script", function()
+    local app, err = cli.load_app("spec")
+    assert.is_nil(app)
+    assert.equal("cannot load spec: it is a directory, not a Lua script", err)
+  end)
+
+  it("give a syntax error's line and message", function()
+    local path = tmpfile("local x = (\n")
+    finally(function() os.remove(path) end)
+    local app, err = cli.load_app(path)
+    assert.is_nil(app)
+    assert.equal("cannot load " .. path .. ": syntax error on line 2: unexpected symbol near <eof>", err)
+  end)
+
+  it("give the script's error and its traceback, not the loader's frames", function()
+    local path = tmpfile("error('no config')\n")
+    finally(function() os.remove(path) end)
+    local app, err = cli.load_app(path)
+    assert.is_nil(app)
+    assert.matches("^error while loading " .. path:gsub("%p", "%%%0") .. ": " .. path:gsub("%p", "%%%0") ..
+      ":1: no config\nstack traceback:\n", err)
+    assert.matches("in main chunk$", err)
+  end)
+
+  it("leave a readable script alone", function()
+    assert.is_nil(cli.unreadable("apps/hello.lua"))
+  end)
+end)

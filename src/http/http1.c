@@ -835,6 +835,12 @@ static const char *refusal_reason (h1_t *h, int status, char *buf, size_t len) {
       return "the request's HTTP version is not 1.0 or 1.1";
     case 426:
       return "a WebSocket handshake with an unsupported Sec-WebSocket-Version";
+    case 501:
+      if (h->err_status == 501 && h->parser.method == HTTP_CONNECT)
+        return "CONNECT asks for a tunnel, and this is an origin server";
+      return h->err_status == 501 ||
+             llhttp_get_errno(&h->parser) == HPE_INVALID_TRANSFER_ENCODING
+             ? "an unknown transfer coding" : "an unknown method";
   }
   if (!h->err_status && llhttp_get_errno(&h->parser) != HPE_OK &&
       llhttp_get_errno(&h->parser) != HPE_PAUSED) {
@@ -846,8 +852,7 @@ static const char *refusal_reason (h1_t *h, int status, char *buf, size_t len) {
       return buf;
     }
   }
-  return status == 501 ? "an unknown method or transfer coding"
-                       : "a malformed request (its request line, Host or another header)";
+  return "a malformed request (its request line, Host or another header)";
 }
 
 

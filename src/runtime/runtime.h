@@ -130,6 +130,7 @@ struct owl_server {
   uv_timer_t grace_timer;
   uv_timer_t idle_timer;         /* closes idle connections after a stop signal */
   uv_signal_t sigint, sigterm, sighup;
+  uv_check_t accept_check;      /* a worker's accepts, one per iteration */
   uv_timer_t refused_timer;     /* ends a second of logged server answers */
   uint64_t refused_window;      /* loop time the current second began */
   unsigned refused_logged;      /* lines written in that second */

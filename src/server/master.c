@@ -24,7 +24,8 @@
 ** server, so a worker that stops (rolling restart, SIGTTOU, a crash) leaves
 ** the connections queued for the others: none is reset, and none is refused
 ** while a replacement starts.  The cost is that the kernel no longer hashes
-** connections evenly across workers; each idle worker races to accept.
+** connections evenly across workers; each idle worker races to accept
+** (one connection at a time: see on_connection in server.c).
 **
 ** Slots.  Worker k (1-based) fills slot k-1.  A slot holds its current
 ** worker and, during a rolling restart, the replacement that is starting.
@@ -83,7 +84,6 @@ struct worker {
   worker_t *next;               /* m->workers: every process not yet reaped */
   int slot;                     /* index into m->slots, -1 once dropped */
   int id;                       /* OWINLUA_WORKER_ID: slot + 1 when started */
-  unsigned gen;                 /* how many workers slot id - 1 has started */
   int pid;
   int nhandles;
   uint64_t ready_at;
@@ -139,16 +139,8 @@ struct master {
 };
 
 
-static void mlog (int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void mlog (int level, const char *fmt, ...) {
-  char msg[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  owl_log(level, NULL, "%s", msg);
-}
+/* The master's log lines ("... [info] master: ...", see l_master). */
+#define mlog(level, ...) owl_log(level, NULL, __VA_ARGS__)
 
 
 static void spawn_slot (master_t *m, int i, int replace);
@@ -383,7 +375,7 @@ static void spawn_slot (master_t *m, int i, int replace) {
     goto fail;
   }
   w->pid = w->proc.pid;
-  w->gen = m->gen[i] = gen;
+  m->gen[i] = gen;
   w->nhandles = 3;
   uv_timer_init(m->loop, &w->start_timer);
   uv_timer_start(&w->start_timer, on_start_timeout, START_TIMEOUT_MS, 0);
@@ -395,7 +387,8 @@ static void spawn_slot (master_t *m, int i, int replace) {
     sl->next_w = w;
   else
     sl->w = w;
-  mlog(OWL_LOG_INFO, "worker %d started (pid %d)", i + 1, w->pid);
+  mlog(OWL_LOG_INFO, "worker %d started (pid %d, request ids %s-%d.%u-N)", i + 1, w->pid,
+       m->boot, i + 1, gen);
   return;
 fail:
   mlog(OWL_LOG_ERROR, "cannot start worker %d: %s", i + 1, uv_strerror(err));

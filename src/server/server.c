@@ -23,10 +23,49 @@
 
 /* {====== listeners */
 
+/*
+** A worker takes one connection per loop iteration from each listener.
+** The workers share the master's accept queue, and libuv would otherwise
+** accept until the queue is empty: the first worker to wake would take a
+** whole burst of new connections.  When a connection arrives, libuv has accepted it and waits,
+** polling that listener no more, until uv_accept takes it; taking it in
+** the check phase lets the other workers, woken as well, take the next
+** ones, and a worker busy with its requests takes fewer.  (How evenly the
+** connections spread is still up to the scheduler: on 2 cores with wrk on
+** one of them, wrk's 50 connections split anywhere from about even to all
+** on one worker.)
+*/
+#define MAX_DEFERRED 64
+static uv_stream_t *deferred[MAX_DEFERRED];
+static int ndeferred;
+
+
+static void accept_deferred (owl_server_t *s) {
+  int n = ndeferred;
+  ndeferred = 0;
+  for (int i = 0; i < n; i++)
+    owl_h1_accept(deferred[i]);
+  if (ndeferred == 0)
+    uv_check_stop(&s->accept_check);
+}
+
+
+static void on_accept_check (uv_check_t *h) {
+  accept_deferred(h->data);
+}
+
+
 static void on_connection (uv_stream_t *l, int status) {
+  owl_server_t *s = l->data;
   if (status < 0)
     return;
-  owl_h1_accept(l);
+  if (!s->worker_id || ndeferred == MAX_DEFERRED) {
+    owl_h1_accept(l);
+    return;
+  }
+  deferred[ndeferred++] = l;
+  if (!uv_is_active((uv_handle_t *)&s->accept_check))
+    uv_check_start(&s->accept_check, on_accept_check);
 }
 
 
@@ -368,8 +407,9 @@ int owl_server_listener_spec (owl_server_t *s, int i, char *out, size_t outlen) 
 
 /*
 ** Takes the connections waiting in the accept queue of a TCP listener that
-** is about to close: with SO_REUSEPORT the kernel queued them for this
-** process alone, and closing the socket would reset them.
+** is about to close: closing the last descriptor of the socket would reset
+** them.  (A worker's socket is shared with the master and the other workers;
+** what it takes here is answered once, with Connection: close.)
 */
 static void drain_queue (owl_server_t *s, uv_stream_t *l) {
   uv_os_fd_t fd;
@@ -387,6 +427,7 @@ static void drain_queue (owl_server_t *s, uv_stream_t *l) {
 
 /* Closes every listener; drain: serve what waits in their accept queues. */
 void owl_server_unlisten (owl_server_t *s, int drain) {
+  accept_deferred(s);                       /* closing would reset them */
   for (int i = 0; i < s->nlisteners; i++) {
     if (drain)
       drain_queue(s, s->listeners[i]);
@@ -411,6 +452,7 @@ static void finish (owl_server_t *s) {
     uv_close((uv_handle_t *)&s->idle_timer, NULL);
     owl_log_refused_flush();
     uv_close((uv_handle_t *)&s->refused_timer, NULL);
+    uv_close((uv_handle_t *)&s->accept_check, NULL);
     if (s->ncut)
       owl_log(OWL_LOG_INFO, NULL, "stopped: %u connection%s cut at the graceful timeout",
               s->ncut, s->ncut == 1 ? "" : "s");
@@ -557,6 +599,9 @@ void owl_server_init (owl_server_t *s, lua_State *L) {
   uv_timer_init(s->loop, &s->grace_timer);
   uv_timer_init(s->loop, &s->idle_timer);
   s->grace_timer.data = s->idle_timer.data = s;
+  uv_check_init(s->loop, &s->accept_check);
+  s->accept_check.data = s;
+  uv_unref((uv_handle_t *)&s->accept_check);
   uv_timer_init(s->loop, &s->refused_timer);
   s->refused_timer.data = s;
   uv_unref((uv_handle_t *)&s->refused_timer);
