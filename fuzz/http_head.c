@@ -51,7 +51,7 @@ static const char app_src[] =
   "        if data == nil or kind == 8 then break end\n"
   "        ws['websocket.SendAsync'](data, kind, fin)\n"
   "      end\n"
-  "      ws['websocket.CloseAsync'](ws['websocket.ClientCloseStatus'] or 1000, '')\n"
+  "      ws['websocket.CloseAsync'](1000, '')\n"
   "    end)\n"
   "  end\n"
   "  if env['opaque.Upgrade'] and env['owin.RequestPath'] == '/opaque' then\n"
