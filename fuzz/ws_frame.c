@@ -11,7 +11,7 @@
 ** The bytes are fed in one read first; the events (messages, control
 ** frames), their payloads and the final error are the reference.  Then
 ** the same bytes are fed to a fresh connection in pieces: two, cut at up
-** to 32 positions spread over the input, one byte a read, and pieces of a
+** to 8 positions spread over the input, one byte a read, and pieces of a
 ** length chosen by bits 5-7; each must report exactly the reference.
 ** Fragmented messages thus have their state carried across frames and
 ** across reads.  Every text message and close reason is checked against
@@ -126,8 +126,8 @@ int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size) {
 
   r0 = run(&c, data, size, NULL, 0, 1, &whole);
 
-  step = size <= 33 ? 1 : (size - 1) / 32 + 1;
-  for (size_t i = 1 + (size > 33 ? data[0] % step : 0); i < size; i += step) {
+  step = size <= 9 ? 1 : (size - 1) / 8 + 1;
+  for (size_t i = 1 + (size > 9 ? data[0] % step : 0); i < size; i += step) {
     cuts[0] = i;
     r = run(&c, data, size, cuts, 1, 1, &part);
     events_same(&whole, r0, &part, r, "two reads");
