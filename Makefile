@@ -58,7 +58,7 @@ LIBS = $(LUA_LIBS) $(UV_LIBS) $(Z_LIBS) -lm
 CODEC_SRCS = src/codec/chunked.c src/codec/ws.c src/codec/ws_handshake.c src/runtime/codec_lua.c
 
 .PHONY: all deps browser-deps run test test-unit test-e2e test-browser install \
-        uninstall clean bench bench-smoke
+        uninstall clean bench bench-smoke fuzz fuzz-smoke fuzz-build
 
 all: owinlua
 
@@ -109,7 +109,7 @@ build/reasons.h: lua/owin/host/status.lua tools/gen-reasons.lua
 	@mkdir -p $(@D)
 	$(LUA) tools/gen-reasons.lua lua/owin/host/status.lua >$@.tmp && mv $@.tmp $@
 
-build/codec/status.o build/asan/codec/status.o: build/reasons.h
+build/codec/status.o build/asan/codec/status.o build/fuzz/obj/codec/status.o: build/reasons.h
 
 build/%.o: src/%.c $(HEADERS)
 	@mkdir -p $(@D)
@@ -130,11 +130,11 @@ build/asan/llhttp/%.o: $(LLHTTP_SRCDIR)/%.c
 run: all
 	./owinlua $(APP)
 
-# The suite: unit specs, end-to-end specs with the release binary, and the
-# end-to-end specs again with the sanitized binary.  The last line is
-# "N passed, N failed".
+# The suite: unit specs, end-to-end specs with the release binary, the
+# end-to-end specs again with the sanitized binary, and `make fuzz-smoke`.
+# The last line is "N passed, N failed".
 test: browser-deps owinlua owinlua-asan build/owl_codec.so build/hostile
-	@BUSTED="$(BUSTED)" LUA="$(LUA)" sh tools/run-tests
+	@BUSTED="$(BUSTED)" LUA="$(LUA)" MAKE="$(MAKE)" sh tools/run-tests
 
 test-unit: build/owl_codec.so
 	$(BUSTED) --lua=$(LUA) --run=unit
@@ -155,6 +155,56 @@ bench: all
 
 bench-smoke: all
 	$(BENCH_ENV) sh bench/run --quick
+
+# libFuzzer harnesses of the parsers that face the network (fuzz/), built
+# with clang into build/fuzz/.  `make fuzz` runs each for FUZZ_SECONDS on a
+# scratch copy of its corpus, then over its regression inputs, and fails on
+# a crash (tools/fuzz); `make fuzz-smoke` does the same in about
+# FUZZ_SMOKE_SECONDS for all of them (make test runs it).  The codecs link
+# alone; http_head links the whole server but main.c.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 60
+FUZZ_CFLAGS ?= -g -O1 -fno-omit-frame-pointer
+FUZZ_SANITIZE ?= address,undefined
+FUZZ_HARNESSES = chunked ws_frame ws_inflate ws_handshake http_head
+FUZZ_BINS = $(FUZZ_HARNESSES:%=build/fuzz/%)
+FUZZ_ALL_CFLAGS = -std=gnu99 $(FUZZ_CFLAGS) -fno-sanitize-recover=undefined \
+                  -I$(LUA_INCDIR) -I$(LLHTTP_INCDIR) -Isrc -Ibuild -D_GNU_SOURCE
+FUZZ_LINK = $(FUZZ_CC) $(FUZZ_ALL_CFLAGS) -fsanitize=fuzzer,$(FUZZ_SANITIZE)
+FUZZ_OBJS = $(filter-out build/fuzz/obj/server/main.o,$(SRCS:src/%.c=build/fuzz/obj/%.o)) \
+            $(LLHTTP_OBJS:build/llhttp/%=build/fuzz/obj/llhttp/%)
+
+fuzz-build: $(FUZZ_BINS)
+
+build/fuzz/chunked: fuzz/chunked.c src/codec/chunked.c $(HEADERS)
+	@mkdir -p $(@D)
+	$(FUZZ_LINK) -o $@ fuzz/chunked.c src/codec/chunked.c
+
+build/fuzz/ws_frame build/fuzz/ws_inflate: build/fuzz/%: fuzz/%.c fuzz/ws_util.h src/codec/ws.c $(HEADERS)
+	@mkdir -p $(@D)
+	$(FUZZ_LINK) -o $@ $< src/codec/ws.c $(Z_LIBS)
+
+build/fuzz/ws_handshake: fuzz/ws_handshake.c src/codec/ws_handshake.c $(HEADERS)
+	@mkdir -p $(@D)
+	$(FUZZ_LINK) -o $@ fuzz/ws_handshake.c src/codec/ws_handshake.c
+
+build/fuzz/http_head: fuzz/http_head.c $(FUZZ_OBJS)
+	$(FUZZ_LINK) -o $@ fuzz/http_head.c $(FUZZ_OBJS) $(LIBS) $(LDFLAGS)
+
+build/fuzz/obj/%.o: src/%.c $(HEADERS)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_ALL_CFLAGS) -fsanitize=fuzzer-no-link,$(FUZZ_SANITIZE) -c -o $@ $<
+
+build/fuzz/obj/llhttp/%.o: $(LLHTTP_SRCDIR)/%.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_ALL_CFLAGS) -fsanitize=fuzzer-no-link,$(FUZZ_SANITIZE) -w -c -o $@ $<
+
+fuzz: fuzz-build
+	@sh tools/fuzz $(FUZZ_SECONDS) $(FUZZ_HARNESSES)
+
+fuzz-smoke: fuzz-build
+	@sh tools/fuzz $$(( $(FUZZ_SMOKE_SECONDS) / $(words $(FUZZ_HARNESSES)) )) $(FUZZ_HARNESSES)
 
 install: owinlua
 	$(INSTALL) -d $(DESTDIR)$(BINDIR)

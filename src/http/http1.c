@@ -62,6 +62,7 @@ typedef struct h1 {
   char tail[3];                 /* the last 3 head bytes parsed before the
                                    current read (tail[2] the last) */
   unsigned char line_len;
+  unsigned char line0;          /* line_len before the bytes being parsed */
   char line[48];                /* first bytes of the message, for errors */
   unsigned keepalive : 1;
   unsigned in_drive : 1;        /* parsing: do not parse again from inside */
@@ -501,9 +502,24 @@ static int error_status (h1_t *h, llhttp_errno_t err, const char *p,
   /* llhttp's error for an RTSP method (ANNOUNCE, ...) before "HTTP/": to
   ** HTTP it is a well-formed method this server does not implement */
   const char *why = llhttp_get_error_reason(&h->parser);
-  if (err == HPE_INVALID_METHOD ||
-      (err == HPE_INVALID_CONSTANT && why != NULL &&
-       strcmp(why, "Invalid method for HTTP/x.x request") == 0)) {
+  if (err == HPE_INVALID_METHOD) {
+    /* the method as far as llhttp read it, the refused byte included: a
+    ** token in the making is an unknown method, whatever follows, so that
+    ** the answer does not depend on how the bytes were split.  h->line
+    ** holds the message's first bytes; p is at offset h->line0 of it. */
+    size_t at = h->line0 + (size_t)(llhttp_get_error_pos(&h->parser) - p);
+    size_t i = 0;
+    while (i < h->line_len && (h->line[i] == '\r' || h->line[i] == '\n'))
+      i++;
+    if (i > at)
+      return 400;
+    for (; i <= at && i < h->line_len; i++)
+      if (!owl_istchar((unsigned char)h->line[i]))
+        return 400;
+    return 501;
+  }
+  if (err == HPE_INVALID_CONSTANT && why != NULL &&
+      strcmp(why, "Invalid method for HTTP/x.x request") == 0) {
     const char *s = h->line, *e = s + h->line_len;
     while (s < e && (*s == '\r' || *s == '\n'))
       s++;
@@ -568,6 +584,7 @@ static int scanhead (h1_t *h, const char *p, size_t n) {
 */
 static long parse_http (h1_t *h, const char *p, size_t n, int *again) {
   int in_head = h->in_head;
+  h->line0 = h->line_len;
   if (in_head && h->line_len < sizeof h->line) {
     size_t k = sizeof h->line - h->line_len;
     if (k > n)
@@ -583,7 +600,12 @@ static long parse_http (h1_t *h, const char *p, size_t n, int *again) {
     llhttp_resume(&h->parser);
   }
   else if (err != HPE_OK) {
-    conn_fail(h, error_status(h, err, p, p + n));
+    /* the first fault in the byte stream decides: a bare CR or LF before
+    ** the point where llhttp or a limit refused is a 400 whatever the read
+    ** sizes were */
+    const char *at = llhttp_get_error_pos(&h->parser);
+    size_t upto = at != NULL && at >= p && at <= p + n ? (size_t)(at - p) : n;
+    conn_fail(h, in_head && scanhead(h, p, upto) ? 400 : error_status(h, err, p, p + n));
     return -1;
   }
   if (in_head && scanhead(h, p, used)) {

@@ -64,7 +64,7 @@ static owl_req_t *checkout (lua_State *L) {
   else
     lua_pop(L, 1);
   if (OWL_ENDED(r))
-    luaL_error(L, "%s used after its response finished", OUT_T + 8);
+    luaL_error(L, "%s used after its response finished", &OUT_T[8]);
   return r;
 }
 
