@@ -60,7 +60,8 @@ local OPTIONS = {
     "development: restart the workers when a .lua file under the app's\n" ..
     "directory changes; code that fails to load leaves the old workers serving" },
   { "server-header", "NAME", "string", "owinlua", "value of the Server header; empty leaves it out" },
-  { "log-level", "LEVEL", "level", "info", "owin.log threshold: debug, info, warn or error" },
+  { "log-level", "LEVEL", "level", "info",
+    "log threshold, for owin.log and the server's own lines: debug, info, warn or error" },
   { "dev", nil, "flag", false, "development mode: tracebacks in 500 responses" },
   { "check", nil, "flag", false,
     "check the options and listen addresses and load the app, as a start would\n" ..

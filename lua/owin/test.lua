@@ -73,7 +73,7 @@ end
 
 function owin.request_id()
   local task = TASKS[coroutine_running()]
-  if task and task.owner then return task.owner.id end
+  if task and task.owner then return "test-" .. task.owner.id end
   return real_request_id()
 end
 -- }======

@@ -86,6 +86,8 @@ describe("make on a machine without the packages #e2e", function()
         assert.matches("-c -o build/llhttp/" .. f .. ".o " .. later .. "/" .. f .. ".c", out, 1, true)
       end
       assert.not_matches("No rule to make target", out, 1, true)
+      -- a dry run runs nothing: no recipe line may name $(MAKE)
+      assert.not_matches("== unit specs", out, 1, true)
     end)
   end
 

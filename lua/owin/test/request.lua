@@ -172,7 +172,7 @@ local function build_env(R, path, query)
   env["owin.RequestProtocol"] = R.minor == 0 and "HTTP/1.0" or "HTTP/1.1"
   env["owin.RequestHeaders"] = R.reqh
   env["owin.RequestBody"] = stream.input(R)
-  env["owin.RequestId"] = tostring(R.id)
+  env["owin.RequestId"] = "test-" .. R.id   -- a string, as the server's "<boot>-<n>"
   env["owin.ResponseBody"] = stream.output(R)
   env["owin.CallCancelled"] = R.token
   env["owin.Version"] = "1.0"
