@@ -62,7 +62,6 @@ typedef struct h1 {
   char tail[3];                 /* the last 3 head bytes parsed before the
                                    current read (tail[2] the last) */
   unsigned char line_len;
-  unsigned char line0;          /* line_len before the bytes being parsed */
   char line[48];                /* first bytes of the message, for errors */
   unsigned keepalive : 1;
   unsigned in_drive : 1;        /* parsing: do not parse again from inside */
@@ -503,18 +502,21 @@ static int error_status (h1_t *h, llhttp_errno_t err, const char *p,
   ** HTTP it is a well-formed method this server does not implement */
   const char *why = llhttp_get_error_reason(&h->parser);
   if (err == HPE_INVALID_METHOD) {
-    /* the method as far as llhttp read it, the refused byte included: a
-    ** token in the making is an unknown method, whatever follows, so that
-    ** the answer does not depend on how the bytes were split.  h->line
-    ** holds the message's first bytes; p is at offset h->line0 of it. */
-    size_t at = h->line0 + (size_t)(llhttp_get_error_pos(&h->parser) - p);
-    size_t i = 0;
-    while (i < h->line_len && (h->line[i] == '\r' || h->line[i] == '\n'))
-      i++;
-    if (i > at)
+    /* A token is an unknown method (501), anything else is malformed
+    ** (400).  The method is what h->line holds up to the first space, or
+    ** all of it when no space came yet (llhttp may refuse before the read
+    ** that ends the method: a token so far counts as one, so that the
+    ** answer does not depend on where the bytes were split). */
+    const char *s = h->line, *e = s + h->line_len;
+    while (s < e && (*s == '\r' || *s == '\n'))
+      s++;
+    const char *sp = memchr(s, ' ', (size_t)(e - s));
+    if (sp == NULL)
+      sp = e;
+    if (sp == s)
       return 400;
-    for (; i <= at && i < h->line_len; i++)
-      if (!owl_istchar((unsigned char)h->line[i]))
+    for (const char *q = s; q < sp; q++)
+      if (!owl_istchar((unsigned char)*q))
         return 400;
     return 501;
   }
@@ -584,7 +586,6 @@ static int scanhead (h1_t *h, const char *p, size_t n) {
 */
 static long parse_http (h1_t *h, const char *p, size_t n, int *again) {
   int in_head = h->in_head;
-  h->line0 = h->line_len;
   if (in_head && h->line_len < sizeof h->line) {
     size_t k = sizeof h->line - h->line_len;
     if (k > n)
