@@ -98,7 +98,7 @@ typedef struct owl_ws_limits {
 /*
 ** permessage-deflate parameters (RFC 7692 section 7.1), as agreed by
 ** owl_ws_deflate_negotiate and given to owl_ws_init.  The same struct is a
-** server's policy for owl_ws_negotiate (see there).
+** server's policy for owl_ws_deflate_negotiate (see there).
 **   server_*: our compressor (the server's side); client_*: the peer's
 **   compressor, that is our decompressor.  The roles are named as in the
 **   RFC even when the codec plays the client.

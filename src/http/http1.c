@@ -1112,10 +1112,6 @@ void owl_h1_resume_reading (owl_conn_t *c) {
 }
 
 
-void owl_h1_settle (owl_conn_t *c) {
-  conn_settle(H(c));
-}
-
 
 int owl_h1_keepalive (owl_conn_t *c) {
   return H(c)->keepalive;

@@ -44,8 +44,6 @@ void owl_h1_request_done (owl_conn_t *c, int keep);
 void owl_h1_continue (owl_conn_t *c);
 /* The request read some body: reading may go on. */
 void owl_h1_resume_reading (owl_conn_t *c);
-/* Flushes and decides what the connection waits for next. */
-void owl_h1_settle (owl_conn_t *c);
 /* A 101 went out: the connection is another handler's now. */
 void owl_h1_upgraded (owl_conn_t *c);
 /* }====== */

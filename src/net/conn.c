@@ -239,10 +239,6 @@ size_t owl_conn_pending (owl_conn_t *c) {
 }
 
 
-int owl_conn_writing (owl_conn_t *c) {
-  return c->writing;
-}
-
 
 static void on_tp_written (owl_transport_t *t, int status) {
   owl_conn_t *c = t->owner;
@@ -408,10 +404,6 @@ uint64_t owl_conn_timer_due (owl_conn_t *c) {
                                                 : UINT64_MAX;
 }
 
-
-uv_loop_t *owl_conn_loop (owl_conn_t *c) {
-  return c->timer.loop;
-}
 
 
 int owl_conn_is_pipe (owl_conn_t *c) {

@@ -110,8 +110,6 @@ owl_buf_t *owl_conn_kept (owl_conn_t *c);
 
 /* Bytes appended and not yet taken by the kernel, held ones included. */
 size_t owl_conn_pending (owl_conn_t *c);
-/* A write is queued with libuv. */
-int owl_conn_writing (owl_conn_t *c);
 /* Appends n bytes to the output; 0 or UV_ENOMEM. */
 int owl_conn_append (owl_conn_t *c, const void *p, size_t n);
 /* Makes room for n more bytes at the end of the output and returns where
@@ -144,7 +142,6 @@ void owl_conn_trim (owl_conn_t *c);
 void owl_conn_timer (owl_conn_t *c, uint64_t ms);
 /* Milliseconds until the timer fires; UINT64_MAX when it is not running. */
 uint64_t owl_conn_timer_due (owl_conn_t *c);
-uv_loop_t *owl_conn_loop (owl_conn_t *c);
 int owl_conn_is_pipe (owl_conn_t *c);
 /* The socket's descriptor (for sendfile); 0 or a libuv error. */
 int owl_conn_fileno (owl_conn_t *c, uv_os_fd_t *fd);

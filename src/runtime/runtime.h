@@ -105,8 +105,6 @@ struct owl_task {
 void owl_task_resume (owl_task_t *t, int nargs);
 /* The task running in L, or NULL when L is not one of ours. */
 owl_task_t *owl_task_of (lua_State *L);
-/* Yields the running task until owl_task_resume; returns lua_yield's value. */
-int owl_task_wait (lua_State *L, owl_task_t *t, int wait);
 /* }====== */
 
 
