@@ -14,20 +14,8 @@ local server = require("helpers.server")
 
 local q = server.shell_quote
 
--- Runs a shell command; returns its output (stdout and stderr) and whether
--- it exited 0.
-local function sh(cmd)
-  local proc = assert(io.popen("(" .. cmd .. ") 2>&1"))
-  local out = proc:read("a")
-  local ok = proc:close()
-  return out, ok == true
-end
-
-local function exists(path)
-  local fh = io.open(path, "rb")
-  if fh then fh:close() end
-  return fh ~= nil
-end
+local shell = require("helpers.shell")
+local sh, exists = shell.sh, shell.exists
 
 -- Where the system's llhttp sources are, as the Makefile would find them.
 local function system_llhttp()
