@@ -53,4 +53,27 @@ describe("#e2e answers do not depend on how a request is split", function()
       assert.are.equal(400, status_of(srv.port, raw, cut), "split after byte " .. cut)
     end
   end)
+
+  describe("an upgrade request with a body", function()
+    local ws_srv
+    setup(function() ws_srv = server.start("spec/fixtures/ws.lua") end)
+    teardown(function() if ws_srv then assert.is_true(ws_srv:stop()) end end)
+
+    -- RFC 9110 7.8 lets a server ignore Upgrade: the body would otherwise be
+    -- read as WebSocket frames when the app answers 101 before it arrives
+    for _, framing in ipairs({ "Content-Length: 5\r\n\r\nhello",
+                               "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n" }) do
+      it("is not upgraded, however it arrives (" .. framing:match("^[^:]+") .. ")", function()
+        local raw = "GET /echo HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" ..
+          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" .. framing
+        local head = #raw - #framing + framing:find("\r\n\r\n") + 3
+        for _, cut in ipairs({ 0, head }) do
+          local st = status_of(ws_srv.port, raw, cut)
+          assert.is_not_nil(st)
+          assert.are_not.equal(101, st, "split after byte " .. cut)
+        end
+      end)
+    end
+  end)
 end)
+

@@ -405,7 +405,11 @@ static int on_headers_complete (llhttp_t *p) {
     p->flags |= F_CONNECTION_KEEP_ALIVE;
   if (o->max_body && (p->flags & F_CONTENT_LENGTH) && p->content_length > o->max_body)
     return refuse(h, 413);
-  int up = check_upgrade(h, p);
+  /* A request with a body is not upgraded (RFC 9110 7.8 lets a server
+  ** ignore Upgrade): the app could answer 101 before the body is read, and
+  ** the rest of the body would then be read as the new protocol's bytes. */
+  int body = te || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
+  int up = body ? 0 : check_upgrade(h, p);
   if (up < 0)
     return refuse(h, -up);
   h->upgrade = (unsigned)up;
