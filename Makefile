@@ -30,7 +30,8 @@ APP ?= apps/hello.lua
 SRCS = src/codec/buf.c src/codec/chunked.c src/codec/status.c src/codec/ws.c \
        src/codec/ws_handshake.c \
        src/net/tcp.c src/net/conn.c \
-       src/runtime/runtime.c src/runtime/headers.c \
+       src/runtime/runtime.c src/runtime/task.c src/runtime/thread.c \
+       src/runtime/headers.c \
        src/http/http1.c src/http/websocket.c \
        src/request/env.c src/request/request.c src/request/response.c \
        src/request/stream.c src/request/sendfile.c src/request/upgrade.c \

@@ -171,11 +171,10 @@ function M.load_app(path)
   local builder = owin.new()
   _G.app = builder
   _G.owin = owin
-  local ok, result = xpcall(chunk, debug.traceback)
+  -- the script runs as a coroutine on the loop: it may wait (cosockets)
+  local ok, result, traceback = require("owin.core").startup(chunk)
   if not ok then
-    -- the traceback down to the script's main chunk: the frames below are ours
-    local text = tostring(result):gsub("\n%s*%[C%]: in function 'xpcall'.*$", "")
-    return nil, "error while loading " .. path .. ": " .. text
+    return nil, "error while loading " .. path .. ": " .. tostring(traceback or result)
   end
   if type(result) == "function" then return result end
   if owin.is_builder(result) then return result.build() end

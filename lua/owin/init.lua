@@ -203,6 +203,9 @@ end
 if core then
   M.now = core.now
   M.sleep = core.sleep
+  M.spawn = core.spawn
+  M.wait = core.wait
+  M.timer = core.timer
   M.headers = core.headers
   M.keys = core.keys
   M.token = core.token

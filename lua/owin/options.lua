@@ -51,6 +51,11 @@ local OPTIONS = {
   { "ws-compression", nil, "flag", true,
     "accept permessage-deflate (RFC 7692) when a client offers it;\n" ..
     "--no-ws-compression turns it off" },
+  { "max-pending-timers", "N", "int", 1024,
+    "timers (owin.timer.at/every) waiting to run at most; past it a new one\n" ..
+    "gets nil, \"too many pending timers\"" },
+  { "dns-ttl", "SEC", "seconds", 30,
+    "how long a worker keeps a name it resolved (owin.resolve, connect)" },
   { "workers", "N", "workers", 1,
     "worker processes; more than 1 (or auto: one per CPU) starts a master that\n" ..
     "binds the listeners and supervises the workers, which all accept on the\n" ..
@@ -91,6 +96,8 @@ local CORE = {
   ["ws-ping-timeout"] = "ws_ping_timeout",
   ["ws-close-timeout"] = "ws_close_timeout",
   ["ws-compression"] = "ws_deflate",
+  ["max-pending-timers"] = "max_pending_timers",
+  ["dns-ttl"] = "dns_ttl",
 }
 
 local BY_NAME = {}

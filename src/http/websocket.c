@@ -114,11 +114,20 @@ void owl_wsock_wake (owl_wsock_t *w) {
 }
 
 
+/* An interrupted task (killed, cancelled) stops waiting on w. */
+static void ws_unwait (owl_task_t *t) {
+  owl_wsock_t *w = t->wait_on;
+  for (int i = 0; i < w->nwait; i++)
+    if (w->wait[i] == t) {
+      w->wait[i] = w->wait[--w->nwait];
+      break;
+    }
+}
+
+
 /* Yields the running task until w changes; k continues. */
 static int wait (lua_State *L, owl_wsock_t *w, lua_KContext ctx, lua_KFunction k) {
-  owl_task_t *t = owl_task_of(L);
-  if (t == NULL || !lua_isyieldable(L))
-    return luaL_error(L, "a WebSocket can only wait inside a request's coroutine");
+  owl_task_t *t = owl_task_check(L, "websocket");
   if (w->nwait == w->wcap) {
     if (w->wcap == MAXWAIT)
       return luaL_error(L, "too many coroutines waiting on one WebSocket");
@@ -132,8 +141,7 @@ static int wait (lua_State *L, owl_wsock_t *w, lua_KContext ctx, lua_KFunction k
     w->wcap *= 2;
   }
   w->wait[w->nwait++] = t;
-  t->wait = OWL_WAIT_WS;
-  return lua_yieldk(L, 0, ctx, k);
+  return owl_task_wait(L, t, OWL_WAIT_WS, ws_unwait, w, ctx, k);
 }
 /* }====== */
 
@@ -502,8 +510,7 @@ static int drained_k (lua_State *L, int status, lua_KContext ctx) {
   (void)ctx;
   if (w->conn == NULL)
     return failure(L, UV_EPIPE, "the WebSocket is closed");
-  if (owl_conn_pending(w->conn) > OWL_OUT_LOW && owl_task_of(L) != NULL &&
-      lua_isyieldable(L))
+  if (owl_conn_pending(w->conn) > OWL_OUT_LOW && owl_task_can_wait(L))
     return wait(L, w, 0, drained_k);
   lua_settop(L, 1);
   return 1;
@@ -515,8 +522,7 @@ static int backpressure (lua_State *L, owl_wsock_t *w) {
   owl_conn_t *c = w->conn;
   if (!w->in_drive)
     owl_conn_flush(c);
-  if (w->conn && owl_conn_pending(c) >= OWL_OUT_HIGH && owl_task_of(L) != NULL &&
-      lua_isyieldable(L))
+  if (w->conn && owl_conn_pending(c) >= OWL_OUT_HIGH && owl_task_can_wait(L))
     return wait(L, w, 0, drained_k);
   lua_settop(L, 1);
   return 1;
@@ -601,7 +607,7 @@ static int ws_close (lua_State *L) {
   }
   send_close(w, (unsigned)code, reason, n);
   settle(w);
-  if (owl_task_of(L) == NULL || !lua_isyieldable(L)) {
+  if (!owl_task_can_wait(L)) {
     lua_pushboolean(L, 1);
     return 1;
   }

@@ -438,9 +438,8 @@ static int keepheaders (lua_State *L) {
 
 /* Lua: core.env() -> the env of the request running in this coroutine */
 static int l_env (lua_State *L) {
-  owl_task_t *t = owl_task_of(L);
-  owl_req_t *r = (owl_req_t *)t;
-  if (t == NULL || r->ref == LUA_NOREF)
+  owl_req_t *r = owl_task_req(owl_task_of(L));
+  if (r == NULL || r->ref == LUA_NOREF)
     return 0;
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref);
   lua_getiuservalue(L, -1, UV_ENV);
@@ -537,6 +536,9 @@ static int begin (lua_State *L) {
   r->status = 200;
   r->content_length = -1;
   r->id = ++s->next_id;
+  r->task.rid = r->id;
+  r->task.scope = &r->scope;
+  r->scope.is_req = 1;
   r->method = (uint8_t)owl_h1_method(c);
   r->http_minor = (uint8_t)owl_h1_minor(c);
   r->is_head = r->method == HTTP_HEAD;

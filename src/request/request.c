@@ -165,6 +165,7 @@ static void req_end (owl_req_t *r, int status) {
   r->task.co = NULL;
   r->task.co_ref = LUA_NOREF;
   r->head_live = 0;                         /* the head goes to the next request */
+  owl_scope_end(&r->scope);                 /* its threads and cosockets */
   release(r);
   if (c != NULL) {
     r->conn = NULL;
@@ -269,6 +270,11 @@ void owl_req_cancel (owl_req_t *r) {
   if (lua_getiuservalue(L, -1, UV_CANCEL) == LUA_TTABLE)
     owl_token_fire(L, -1);
   lua_pop(L, 2);
+  if (r->scope.cancelled || OWL_ENDED(r))
+    return;
+  owl_scope_cancel(&r->scope);              /* threads, cosockets */
+  if (r->started && r->ref != LUA_NOREF)
+    owl_task_interrupt(&r->task);           /* a wait of its own */
 }
 
 

@@ -110,8 +110,7 @@ static int send_k (lua_State *L, int status, lua_KContext ctx) {
   int direct = owl_conn_fileno(c, &sock) == 0;
   while (sf->left > 0) {
     if (owl_conn_pending(c) > 0) {          /* bytes before ours: wait */
-      r->task.wait = OWL_WAIT_DRAIN;
-      return lua_yieldk(L, 0, 0, send_k);
+      return owl_task_wait(L, &r->task, OWL_WAIT_DRAIN, NULL, NULL, 0, send_k);
     }
     size_t want = sf->left > (1u << 30) ? (1u << 30) : (size_t)sf->left;
     ssize_t n = -1;
@@ -236,7 +235,7 @@ static int l_sendfile (lua_State *L) {
       return luaL_error(L, "not enough memory");
     sf->chunked = 1;
   }
-  if (owl_task_of(L) != &r->task || !lua_isyieldable(L))
+  if (owl_task_of(L) != &r->task || !owl_task_can_wait(L))
     return luaL_error(L, "sendfile.SendAsync can only run in its request's coroutine");
   return send_k(L, LUA_OK, 0);
 }

@@ -90,11 +90,10 @@ static const char *read_reason (int err) {
 /* Yields the request's coroutine until woken; k continues. */
 static int wait (lua_State *L, owl_req_t *r, int what, lua_KContext ctx,
                  lua_KFunction k) {
-  if (owl_task_of(L) != &r->task || !lua_isyieldable(L))
+  if (owl_task_of(L) != &r->task || !owl_task_can_wait(L))
     return luaL_error(L, "the request body can only wait in its own request's "
                       "coroutine");
-  r->task.wait = what;
-  return lua_yieldk(L, 0, ctx, k);
+  return owl_task_wait(L, &r->task, what, NULL, NULL, ctx, k);
 }
 
 
@@ -223,7 +222,7 @@ static int backpressure (lua_State *L, owl_req_t *r) {
     if (r->conn == NULL)
       return failure(L, UV_EPIPE, "client closed the connection");
     if (owl_conn_pending(c) >= OWL_OUT_HIGH && owl_task_of(L) == &r->task &&
-        lua_isyieldable(L))
+        owl_task_can_wait(L))
       return wait(L, r, OWL_WAIT_DRAIN, 0, drained_k);
   }
   lua_settop(L, 1);

@@ -25,25 +25,6 @@ static const char token_mt = 0;     /* registry key of the token metatable */
 static const char cbs_key = 0;      /* token[&cbs_key] = { callbacks } */
 
 
-/* {====== tasks */
-
-owl_task_t *owl_task_of (lua_State *L) {
-  return *(owl_task_t **)lua_getextraspace(L);
-}
-
-
-void owl_task_resume (owl_task_t *t, int nargs) {
-  int nres = 0;
-  lua_State *co = t->co;
-  t->wait = OWL_WAIT_NONE;
-  int status = lua_resume(co, owl_srv.L, nargs, &nres);
-  if (status == LUA_OK || status == LUA_YIELD)
-    lua_pop(co, nres);
-  t->after(t, status);
-}
-/* }====== */
-
-
 /* {====== owin.now, owin.sleep */
 
 static int l_now (lua_State *L) {
@@ -81,19 +62,30 @@ static void on_sleep (uv_timer_t *tm) {
 }
 
 
-static int sleep_k (lua_State *L, int status, lua_KContext ctx) {
-  (void)L; (void)status; (void)ctx;
-  return 0;
+/* The sleeping task was interrupted: its timer goes. */
+static void sleep_unwait (owl_task_t *t) {
+  uv_close((uv_handle_t *)t->wait_on, on_sleep_close);
 }
 
 
-/* owin.sleep(seconds): yields the request's coroutine for that long. */
+static int sleep_k (lua_State *L, int status, lua_KContext ctx) {
+  owl_task_t *t = owl_task_of(L);
+  (void)status; (void)ctx;
+  if (owl_task_cancelled(t))
+    return owl_push_cancelled(L);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+
+/* owin.sleep(seconds) -> true, or nil, "cancelled": yields the calling
+** coroutine for that long. */
 static int l_sleep (lua_State *L) {
   lua_Number s = luaL_checknumber(L, 1);
   luaL_argcheck(L, s >= 0 && s < 1e9, 1, "must be a number of seconds from 0");
-  owl_task_t *t = owl_task_of(L);
-  if (t == NULL || !lua_isyieldable(L))
-    return luaL_error(L, "owin.sleep: not inside a request's coroutine");
+  owl_task_t *t = owl_task_check(L, "owin.sleep");
+  if (owl_task_cancelled(t))
+    return owl_push_cancelled(L);
   owl_sleep_t *sl = malloc(sizeof *sl);
   if (sl == NULL)
     return luaL_error(L, "not enough memory");
@@ -101,8 +93,7 @@ static int l_sleep (lua_State *L) {
   sl->timer.data = (void *)&sleep_tag;
   sl->task = t;
   uv_timer_start(&sl->timer, on_sleep, (uint64_t)(s * 1000 + 0.5), 0);
-  t->wait = OWL_WAIT_SLEEP;
-  return lua_yieldk(L, 0, 0, sleep_k);
+  return owl_task_wait(L, t, OWL_WAIT_SLEEP, sleep_unwait, sl, 0, sleep_k);
 }
 
 
@@ -110,9 +101,9 @@ static int l_sleep (lua_State *L) {
 static int l_request_id (lua_State *L) {
   owl_task_t *t = owl_task_of(L);
   char buf[64];
-  if (t == NULL)
+  if (t == NULL || t->rid == 0)
     return 0;
-  lua_pushlstring(L, buf, owl_req_idstr(((owl_req_t *)t)->id, buf, sizeof buf));
+  lua_pushlstring(L, buf, owl_req_idstr(t->rid, buf, sizeof buf));
   return 1;
 }
 /* }====== */

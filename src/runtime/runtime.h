@@ -74,6 +74,8 @@ typedef struct owl_options {
   uint64_t ws_close_timeout;
   int ws_deflate;               /* offer permessage-deflate */
   int log_level;                /* OWL_LOG_*: lines below it are not written */
+  unsigned max_pending_timers;
+  uint64_t dns_ttl;             /* milliseconds a resolved name is kept */
   char server_name[64];         /* "" leaves out the Server header */
 } owl_options_t;
 
@@ -83,28 +85,96 @@ typedef struct owl_task owl_task_t;
 typedef struct owl_wsock owl_wsock_t;
 
 
-/* {====== tasks: coroutines the loop resumes (runtime.c) */
+/* {====== tasks: coroutines the loop resumes (task.c) */
 
 enum owl_wait {
   OWL_WAIT_NONE = 0,    /* running, or yielded outside our API */
   OWL_WAIT_READ,        /* request body bytes */
   OWL_WAIT_DRAIN,       /* output below the low-water mark */
   OWL_WAIT_SLEEP,       /* a timer */
-  OWL_WAIT_WS           /* a change on a WebSocket (websocket.c) */
+  OWL_WAIT_WS,          /* a change on a WebSocket (websocket.c) */
+  OWL_WAIT_SOCK,        /* a cosocket operation (client/) */
+  OWL_WAIT_THREAD,      /* a thread's end (thread.c) */
+  OWL_WAIT_DNS          /* a name being resolved (client/dns.c) */
 };
+
+/*
+** What a request, or a detached thread, owns: the threads it spawned and
+** the cosockets it opened.  When it ends they are cancelled and closed;
+** when it is cancelled (the client went away, the server stops) every wait
+** of its tasks returns "cancelled".  Tasks at the process level (the app
+** script's start-up) have no scope: what they open is shared.
+*/
+typedef struct owl_scope {
+  struct owl_thread *threads;   /* its live threads (thread.c) */
+  struct owl_csock *socks;      /* its open cosockets (client/cosock.c) */
+  unsigned cancelled : 1;
+  unsigned is_req : 1;          /* it is a request's (owl_req_t.scope) */
+} owl_scope_t;
 
 struct owl_task {
   lua_State *co;        /* the coroutine; its extra space points here */
   int co_ref;           /* registry ref anchoring co */
   int wait;             /* enum owl_wait */
-  /* called after every lua_resume with its status; owns what follows */
+  /* called after every lua_resume with its status; owns what follows,
+  ** the results left on co's stack included */
   void (*after) (owl_task_t *t, int status);
+  /* set by a wait that can be interrupted: forgets what it waits on */
+  void (*unwait) (owl_task_t *t);
+  void *wait_on;        /* what the wait is on */
+  uint64_t wait_seq;    /* unique per wait (owl_task_wait) */
+  owl_scope_t *scope;   /* what it belongs to; NULL: the process */
+  uint64_t rid;         /* the request id its log lines carry, 0: none */
+  unsigned killed : 1;
 };
 
 /* Resumes t->co with the nargs values on top of its stack. */
 void owl_task_resume (owl_task_t *t, int nargs);
-/* The task running in L, or NULL when L is not one of ours. */
+/* The task running in L, or NULL when L is not one of ours.  L may be a
+** coroutine of the app's own, resumed (through the server's coroutine
+** functions) by one of our tasks: its task is the one that resumed it. */
 owl_task_t *owl_task_of (lua_State *L);
+/* Whether L can wait: every coroutine from L up to its task's can yield. */
+int owl_task_can_wait (lua_State *L);
+/* The task that can wait in L, or raises "cannot wait here: ..." for fn. */
+owl_task_t *owl_task_check (lua_State *L, const char *fn);
+/*
+** Yields L, which runs task t, until the loop resumes t; then k(L, ctx)
+** continues in L.  unwait (or NULL) forgets the wait on `on` if the task is
+** interrupted instead.  A wait inside an app's own coroutine suspends the
+** whole chain of coroutines up to t->co.
+*/
+int owl_task_wait (lua_State *L, owl_task_t *t, int kind, void (*unwait) (owl_task_t *),
+                   void *on, lua_KContext ctx, lua_KFunction k);
+/* The wait_seq the next owl_task_wait will give its task. */
+uint64_t owl_task_next_seq (void);
+/* Ends t's wait early: unwait, then resume (its wait sees the cancel). */
+void owl_task_interrupt (owl_task_t *t);
+/* Whether t's waits return "cancelled": its scope was cancelled, or it was
+** killed. */
+static inline int owl_task_cancelled (const owl_task_t *t) {
+  return t->killed || (t->scope != NULL && t->scope->cancelled);
+}
+/* The server's coroutine functions (coroutine.create, resume, ...). */
+void owl_open_task (lua_State *L);
+/* }====== */
+
+
+/* {====== threads, timers, scopes (thread.c) */
+void owl_open_thread (lua_State *L);
+/* A request ends (or is cancelled): its threads are cancelled and moved
+** out, its cosockets closed; its own task is not touched. */
+void owl_scope_end (owl_scope_t *sc);
+/* Cancels the scope: every wait of its threads returns "cancelled". */
+void owl_scope_cancel (owl_scope_t *sc);
+/* Closes every cosocket of a scope (set by client/cosock.c). */
+extern void (*owl_scope_close_socks) (owl_scope_t *sc);
+/* A graceful stop began: pending timers run once, premature. */
+void owl_threads_stopping (void);
+/* The graceful timeout passed: every thread is cancelled. */
+void owl_threads_cut (void);
+/* Frees what the runtime holds at exit (timers). */
+void owl_threads_teardown (void);
 /* }====== */
 
 
@@ -139,6 +209,10 @@ struct owl_server {
   lua_State *pool[OWL_POOL_MAX];
   int pool_ref[OWL_POOL_MAX];
   int npool;
+  unsigned nthreads;            /* threads and timer runs alive (thread.c) */
+  struct owl_timer *timers;     /* pending timers (thread.c) */
+  unsigned ntimers;
+  int threads_cut;              /* the graceful timeout passed: stop waiting */
 };
 
 extern owl_server_t owl_srv;
@@ -168,6 +242,7 @@ enum owl_resp { R_OPEN, R_COMMITTED, R_SENT, R_DONE, R_UPGRADED };
 
 struct owl_req {
   owl_task_t task;
+  owl_scope_t scope;            /* its threads and cosockets */
   owl_conn_t *conn;             /* weak; NULL once the connection is gone */
   owl_req_t *prev, *next;       /* srv->reqs: requests still anchored by ref */
   int ref;                      /* registry ref anchoring this userdata */
@@ -207,7 +282,13 @@ static inline void owl_req_reach (owl_req_t *r, enum owl_resp st) {
 }
 
 
-/* Builds the request from the parsed head and makes it c->req. */
+/* The request task t runs for (its own, or a thread's of it), or NULL. */
+static inline owl_req_t *owl_task_req (owl_task_t *t) {
+  if (t == NULL || t->scope == NULL || !t->scope->is_req)
+    return NULL;
+  return (owl_req_t *)((char *)t->scope - offsetof(owl_req_t, scope));
+}
+
 /* }====== */
 
 
@@ -252,6 +333,8 @@ void owl_token_new (lua_State *L);                  /* pushes a token */
 void owl_token_fire (lua_State *L, int idx);
 /* Closes h if it is an owin.sleep timer; returns 1 then. */
 int owl_sleep_dispose (uv_handle_t *h);
+/* Pushes nil, "cancelled": what a wait of a cancelled task returns. */
+int owl_push_cancelled (lua_State *L);
 
 /* }====== */
 

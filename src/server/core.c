@@ -41,6 +41,8 @@ static int l_configure (lua_State *L) {
   o->ws_ping_timeout = (uint64_t)(optnum(L, "ws_ping_timeout", o->ws_ping_timeout / 1e3) * 1e3);
   o->ws_close_timeout = (uint64_t)(optnum(L, "ws_close_timeout", o->ws_close_timeout / 1e3) * 1e3);
   o->backlog = (int)optnum(L, "backlog", o->backlog);
+  o->max_pending_timers = (unsigned)optnum(L, "max_pending_timers", o->max_pending_timers);
+  o->dns_ttl = (uint64_t)(optnum(L, "dns_ttl", o->dns_ttl / 1e3) * 1e3);
   lua_getfield(L, 1, "dev");
   if (!lua_isnil(L, -1))
     o->dev = lua_toboolean(L, -1);
@@ -179,6 +181,8 @@ int luaopen_owin_core (lua_State *L) {
   owl_open_headers(L);
   owl_open_stream(L);
   owl_open_runtime(L);
+  owl_open_task(L);
+  owl_open_thread(L);
   owl_open_request(L);
   owl_open_env(L);
   owl_open_websocket(L);

@@ -475,7 +475,7 @@ static void finish (owl_server_t *s) {
 /* A connection was freed (conns.on_gone), or a stop step ended. */
 static void conn_gone (owl_conns_t *set) {
   owl_server_t *s = &owl_srv;
-  if (s->stopping && set->n == 0)
+  if (s->stopping && set->n == 0 && (s->nthreads == 0 || s->threads_cut))
     finish(s);
 }
 
@@ -494,6 +494,7 @@ static void on_idle_grace (uv_timer_t *t) {
 
 static void on_grace (uv_timer_t *t) {
   owl_server_t *s = t->data;
+  owl_threads_cut();                        /* threads and timer runs left */
   for (owl_conn_t *c = owl_conn_next(&s->conns, NULL); c != NULL;
        c = owl_conn_next(&s->conns, c))
     if (!owl_conn_closing(c)) {
@@ -521,6 +522,7 @@ static void begin_shutdown (owl_server_t *s) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->disposing_ref);
   owl_token_fire(L, -1);
   lua_pop(L, 1);
+  owl_threads_stopping();                   /* pending timers run, premature */
   for (owl_conn_t *c = owl_conn_next(&s->conns, NULL); c != NULL;
        c = owl_conn_next(&s->conns, c)) {
     const owl_handler_t *h = owl_conn_handler(c);
