@@ -32,6 +32,7 @@ SRCS = src/codec/buf.c src/codec/chunked.c src/codec/status.c src/codec/ws.c \
        src/net/tcp.c src/net/conn.c \
        src/runtime/runtime.c src/runtime/task.c src/runtime/thread.c \
        src/runtime/headers.c \
+       src/client/cosock.c src/client/udp.c src/client/dns.c \
        src/http/http1.c src/http/websocket.c \
        src/request/env.c src/request/request.c src/request/response.c \
        src/request/stream.c src/request/sendfile.c src/request/upgrade.c \

@@ -206,6 +206,9 @@ if core then
   M.spawn = core.spawn
   M.wait = core.wait
   M.timer = core.timer
+  M.tcp = core.tcp
+  M.udp = core.udp
+  M.resolve = core.resolve
   M.headers = core.headers
   M.keys = core.keys
   M.token = core.token
@@ -223,6 +226,75 @@ else
 end
 M.set_env = set_env
 M.current_env = current_env
+
+------------------------------------------------------------------------------
+-- Cosockets: what connect does around the C primitives (src/client/): take
+-- an idle connection of the pool, or resolve the name and connect to its
+-- addresses in turn.
+
+if core then
+  local TCP, UDP, resolve = core.tcp_methods, core.udp_methods, core.resolve
+  local take, connect_addr, unslot = TCP._take, TCP._connect, TCP._unslot
+  local tonumber, math_tointeger = tonumber, math.tointeger
+
+  -- sock:connect(host, port [, opts]) or sock:connect("unix:/path" [, opts])
+  -- -> 1, or nil, err.  opts: pool (a name), pool_size, backlog.
+  function TCP:connect(host, port, opts)
+    if type(host) ~= "string" or host == "" then
+      error(string_format("bad argument #1 to 'connect' (host name or unix:/path expected, got %s)",
+        host == "" and "an empty string" or type(host)), 2)
+    end
+    local unix = host:sub(1, 5) == "unix:"
+    if unix then
+      if type(port) == "table" and opts == nil then opts, port = port, nil end
+    else
+      port = math_tointeger(tonumber(port))
+      if not port or port < 1 or port > 65535 then
+        error("bad argument #2 to 'connect' (port from 1 to 65535 expected)", 2)
+      end
+    end
+    if opts ~= nil and type(opts) ~= "table" then
+      error("bad argument #3 to 'connect' (table of options expected, got " .. type(opts) .. ")", 2)
+    end
+    local key = opts and opts.pool
+    if key ~= nil and type(key) ~= "string" then
+      error("bad argument #3 to 'connect' (opts.pool must be a string)", 2)
+    end
+    key = key or (unix and host or host .. ":" .. port)
+    local reused, err = take(self, key, opts and opts.pool_size, opts and opts.backlog)
+    if reused then return 1 end
+    if reused == nil then return nil, err end
+    if unix then
+      local ok, cerr = connect_addr(self, host)
+      if not ok then unslot(self) end
+      return ok, cerr
+    end
+    local addrs, rerr = resolve(host)
+    if not addrs then
+      unslot(self)
+      return nil, rerr
+    end
+    local ok, cerr
+    for i = 1, #addrs do
+      ok, cerr = connect_addr(self, addrs[i], port)
+      if ok or cerr == "cancelled" or cerr == "timeout" then break end
+    end
+    if not ok then unslot(self) end
+    return ok, cerr
+  end
+
+  -- udp:setpeername(host, port): a name is resolved; "*" drops the peer.
+  local setpeername = UDP._setpeername
+  function UDP:setpeername(host, port)
+    if type(host) ~= "string" then
+      error("bad argument #1 to 'setpeername' (host expected, got " .. type(host) .. ")", 2)
+    end
+    local addrs, err = resolve(host)
+    if not addrs then return nil, err end
+    return setpeername(self, addrs[1], port)
+  end
+  UDP._setpeername = nil
+end
 
 ------------------------------------------------------------------------------
 -- Logging to stderr: "2026-01-02T03:04:05Z [info] [<request id>] message"; in

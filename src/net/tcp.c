@@ -137,3 +137,22 @@ int owl_tcp_init (owl_tcp_t *tcp, uv_loop_t *loop, uv_stream_t *listener,
     uv_tcp_nodelay(&tcp->h.tcp, 1);
   return 0;
 }
+
+
+int owl_tcp_connect (owl_tcp_t *tcp, uv_loop_t *loop, const struct sockaddr *sa,
+                     const char *path, uv_connect_t *req, uv_connect_cb cb,
+                     char *rbuf, size_t rlen) {
+  tcp->t.vt = &tcp_vt;
+  tcp->t.is_pipe = path != NULL;
+  tcp->rbuf = rbuf;
+  tcp->rlen = rlen;
+  if (path != NULL) {
+    uv_pipe_init(loop, &tcp->h.pipe, 0);
+    tcp->h.handle.data = tcp;
+    uv_pipe_connect(req, &tcp->h.pipe, path, cb);   /* errors come through cb */
+    return 0;
+  }
+  uv_tcp_init(loop, &tcp->h.tcp);
+  tcp->h.handle.data = tcp;
+  return uv_tcp_connect(req, &tcp->h.tcp, sa, cb);
+}

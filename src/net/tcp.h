@@ -27,4 +27,13 @@ typedef struct owl_tcp {
 int owl_tcp_init (owl_tcp_t *tcp, uv_loop_t *loop, uv_stream_t *listener,
                   uv_os_sock_t fd, char *rbuf, size_t rlen);
 
+/*
+** A client socket: initializes tcp as a TCP socket (pipe 0) or a unix
+** socket (pipe 1) and connects it to sa or path; cb(req, status) follows.
+** On an error the handle is initialized all the same and must be closed.
+*/
+int owl_tcp_connect (owl_tcp_t *tcp, uv_loop_t *loop, const struct sockaddr *sa,
+                     const char *path, uv_connect_t *req, uv_connect_cb cb,
+                     char *rbuf, size_t rlen);
+
 #endif

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "server/server.h"
+#include "client/client.h"
 
 
 /* {====== owin.core */
@@ -183,6 +184,9 @@ int luaopen_owin_core (lua_State *L) {
   owl_open_runtime(L);
   owl_open_task(L);
   owl_open_thread(L);
+  owl_open_cosock(L);
+  owl_open_udp(L);
+  owl_open_dns(L);
   owl_open_request(L);
   owl_open_env(L);
   owl_open_websocket(L);

@@ -16,6 +16,7 @@
 #include <lualib.h>
 
 #include "server/server.h"
+#include "client/client.h"
 
 
 
@@ -117,6 +118,7 @@ int main (int argc, char **argv) {
     code = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 0;
   fflush(stdout);
   owl_threads_teardown();
+  owl_cosock_teardown();
   uv_walk(owl_srv.loop, close_left, NULL);
   uv_run(owl_srv.loop, UV_RUN_DEFAULT);
   owl_req_drain(&owl_srv);                  /* before lua_close frees them */
