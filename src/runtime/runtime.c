@@ -33,6 +33,32 @@ static int l_now (lua_State *L) {
 }
 
 
+/* core.gettime() -> seconds since the epoch, with microseconds (luasocket's
+** socket.gettime) */
+static int l_gettime (lua_State *L) {
+  uv_timeval64_t tv;
+  if (uv_gettimeofday(&tv) != 0)
+    return 0;
+  lua_pushnumber(L, (lua_Number)tv.tv_sec + tv.tv_usec / 1e6);
+  return 1;
+}
+
+
+/* core.gethostname() -> the machine's host name */
+static int l_gethostname (lua_State *L) {
+  char name[256];
+  size_t n = sizeof name;
+  int err = uv_os_gethostname(name, &n);
+  if (err) {
+    lua_pushnil(L);
+    lua_pushstring(L, uv_strerror(err));
+    return 2;
+  }
+  lua_pushlstring(L, name, n);
+  return 1;
+}
+
+
 /* An owin.sleep timer; timer.data is &sleep_tag so teardown can tell it. */
 typedef struct owl_sleep {
   uv_timer_t timer;
@@ -325,6 +351,8 @@ void owl_open_runtime (lua_State *L) {
   };
   static const luaL_Reg funcs[] = {
     {"now", l_now},
+    {"gettime", l_gettime},
+    {"gethostname", l_gethostname},
     {"sleep", l_sleep},
     {"request_id", l_request_id},
     {"token", l_token},
