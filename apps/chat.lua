@@ -4,7 +4,23 @@
 --   curl http://127.0.0.1:8080/rooms            -> "lobby 2"
 --
 -- Every text message a member sends goes to each member of its room, the
--- sender included, as "m7: text" (m7 is the sender's member id).  A member
+-- sender included, as "m7: text" (m7 is the sender's member id).
+--
+-- Several instances sharing rooms: with CHAT_REDIS=host:port (or
+-- unix:/path) each instance also publishes every line on the Redis channel
+-- "chat:<room>" and delivers what the others publish there:
+--   CHAT_REDIS=127.0.0.1:6379 owinlua --listen 127.0.0.1:8080 apps/chat.lua &
+--   CHAT_REDIS=127.0.0.1:6379 owinlua --listen 127.0.0.1:8081 apps/chat.lua &
+-- A member on 8080 and one on 8081 in the same room see each other's lines.
+-- Each envelope starts with the sending instance's id, and an instance drops
+-- its own (it delivered them locally already).  Each worker keeps one
+-- subscriber connection (PSUBSCRIBE chat:*), in a thread started by a timer
+-- at start-up; when it breaks, the thread reconnects with a backoff from
+-- 0.1 s doubling to 5 s and subscribes again.  Delivery between instances is
+-- at most once: a line published while an instance's subscriber is
+-- reconnecting is not seen there, and Redis drops messages for subscribers
+-- that fall too far behind.  Member ids carry the instance id.  /rooms lists
+-- this instance's members.  A member
 -- leaves when its socket closes or its CallCancelled token fires (the
 -- connection dropped, or the server is shutting down).
 --
@@ -23,6 +39,7 @@
 -- until the server drops it: a peer that reads nothing answers no ping
 -- (--ws-ping-interval, --ws-ping-timeout), and then ws:send returns nil.
 local websocket = require("owin.websocket")
+local REDIS = os.getenv("CHAT_REDIS")
 
 local concat, remove, sort = table.concat, table.remove, table.sort
 
@@ -53,7 +70,8 @@ local function deliver(m, line)
 end
 
 
-local function broadcast(room, line)
+-- Delivers line to this instance's members of room.
+local function deliver_local(room, line)
   -- deliver() may yield, and members may join or leave meanwhile: walk a
   -- copy (adding keys to a table that pairs() is walking is an error).
   local list = {}
@@ -62,10 +80,74 @@ local function broadcast(room, line)
 end
 
 
+-- {====== sharing rooms between instances through Redis pub/sub
+
+local INSTANCE = string.format("%08x", math.random(0, 0x7fffffff))
+local publish = function() end
+
+if REDIS then
+  require("owin.socket").install()
+  local redis = require("redis")
+  local host, port = REDIS:match("^(.+):(%d+)$")
+  if REDIS:sub(1, 5) == "unix:" then host, port = REDIS, nil end
+  assert(host, "CHAT_REDIS must be host:port or unix:/path, got " .. REDIS)
+  port = port and tonumber(port)
+
+  local function client(read_timeout)
+    local sock = owin.tcp()
+    sock:settimeouts(2, 2, read_timeout)
+    local ok, err = sock:connect(host, port)
+    if not ok then return nil, err end
+    return redis.connect({ socket = sock }), sock
+  end
+
+  -- PUBLISH over a pooled connection; a failure loses the line for the
+  -- other instances only (at most once).
+  publish = function(name, line)
+    local r, sock = client(2)
+    if not r then return end
+    local ok = pcall(r.publish, r, "chat:" .. name, INSTANCE .. "\t" .. line)
+    if ok then sock:setkeepalive(60, 16) else sock:close() end
+  end
+
+  -- The subscriber: one per worker, for the life of the worker.
+  local function subscribe(premature)
+    local backoff = 0.1
+    while not premature do
+      local r, err = client(-1)             -- no read timeout: it waits for messages
+      if r then
+        backoff = 0.1
+        local ok, perr = pcall(function()
+          for msg in r:pubsub({ psubscribe = "chat:*" }) do
+            if msg.kind == "pmessage" then
+              local from, line = msg.payload:match("^([^\t]*)\t(.*)$")
+              local room = rooms[msg.channel:sub(6)]
+              if from and from ~= INSTANCE and room then deliver_local(room, line) end
+            end
+          end
+        end)
+        err = ok and "the subscription ended" or perr
+      end
+      owin.log.warn("chat: Redis subscriber: %s; again in %.1f s", tostring(err), backoff)
+      if not owin.sleep(backoff) then return end   -- cancelled: the server stops
+      backoff = math.min(backoff * 2, 5)
+    end
+  end
+  owin.timer.at(0, subscribe)
+end
+
+
+local function broadcast(room, name, line)
+  deliver_local(room, line)
+  publish(name, line)
+end
+-- }======
+
+
 local function join(env, name)
   local ws = websocket.accept(env)               -- 101 goes out now
   last_id = last_id + 1
-  local me = { id = "m" .. last_id, ws = ws, backlog = {}, dropped = 0 }
+  local me = { id = (REDIS and INSTANCE:sub(1, 4) .. "-m" or "m") .. last_id, ws = ws, backlog = {}, dropped = 0 }
   local room = rooms[name]
   if not room then
     room = { members = {}, n = 0 }
@@ -83,7 +165,7 @@ local function join(env, name)
   ws:cancelled():register(leave)
 
   for msg, kind in ws:messages() do              -- ends when the socket closes
-    if kind == "text" then broadcast(room, me.id .. ": " .. msg) end
+    if kind == "text" then broadcast(room, name, me.id .. ": " .. msg) end
   end
   leave()
   if me.dropped > 0 then

@@ -171,8 +171,16 @@ function M.load_app(path)
   local builder = owin.new()
   _G.app = builder
   _G.owin = owin
-  -- the script runs as a coroutine on the loop: it may wait (cosockets)
-  local ok, result, traceback = require("owin.core").startup(chunk)
+  -- In the server the script runs as a coroutine on the loop, so it may
+  -- wait (cosockets at start-up); plain Lua (unit specs) calls it.
+  local has_core, core = pcall(require, "owin.core")
+  local ok, result, traceback
+  if has_core then
+    ok, result, traceback = core.startup(chunk)
+  else
+    ok, result = xpcall(chunk, debug.traceback)
+    traceback = not ok and tostring(result):gsub("\n%s*%[C%]: in function 'xpcall'.*$", "") or nil
+  end
   if not ok then
     return nil, "error while loading " .. path .. ": " .. tostring(traceback or result)
   end

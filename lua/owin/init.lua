@@ -209,6 +209,7 @@ if core then
   M.tcp = core.tcp
   M.udp = core.udp
   M.resolve = core.resolve
+  M.stopping = core.stopping
   M.headers = core.headers
   M.keys = core.keys
   M.token = core.token

@@ -44,6 +44,13 @@ static int l_gettime (lua_State *L) {
 }
 
 
+/* owin.stopping() -> true once a graceful stop has begun */
+static int l_stopping (lua_State *L) {
+  lua_pushboolean(L, owl_srv.stopping);
+  return 1;
+}
+
+
 /* core.gethostname() -> the machine's host name */
 static int l_gethostname (lua_State *L) {
   char name[256];
@@ -353,6 +360,7 @@ void owl_open_runtime (lua_State *L) {
     {"now", l_now},
     {"gettime", l_gettime},
     {"gethostname", l_gethostname},
+    {"stopping", l_stopping},
     {"sleep", l_sleep},
     {"request_id", l_request_id},
     {"token", l_token},

@@ -625,8 +625,21 @@ static int tm_gc (lua_State *L) {
 }
 
 
+/*
+** A graceful stop began.  Threads of no request (detached ones, timer
+** runs: loops that would otherwise run until the graceful timeout) are
+** cancelled; then every pending timer runs once more, premature, in a
+** thread that is not.  Threads of requests end with their requests.
+*/
 void owl_threads_stopping (void) {
   owl_server_t *s = &owl_srv;
+  for (owl_thread_t *th = all_threads, *next; th != NULL; th = next) {
+    next = th->gnext;
+    if (th->task.scope == &th->own && !th->startup) {
+      th->own.cancelled = 1;
+      owl_task_interrupt(&th->task);
+    }
+  }
   while (s->timers != NULL) {
     owl_timer_t *tm = s->timers;
     lua_rawgeti(s->L, LUA_REGISTRYINDEX, tm->fn_ref);
