@@ -25,7 +25,7 @@ describe("#e2e cosockets", function()
     if w then
       local ok, how, code = w:stop()
       assert.same({ true, "exit", 0 }, { ok, how, code }, "owinlua did not exit cleanly:\n"
-        .. (srv and srv:stderr() or ""))
+        .. (srv and outside.tail(srv) or ""))
     end
   end)
 
@@ -40,7 +40,7 @@ describe("#e2e cosockets", function()
     it("read lines, byte counts, the rest, with a prefix; close", function()
       expect(call(srv, "/receive"), {
         connect = "1", nodelay = "1", keepalive = "1",
-        peername = "127.0.0.1|true", sockname = "127.0.0.1|integer",
+        peername = "127.0.0.1|true", sockname = "127.0.0.1|number",
         send = "6",
         l1 = "line1",                       -- CR LF ends a line
         l2 = "line2",                       -- every CR in a line is dropped
@@ -66,7 +66,7 @@ describe("#e2e cosockets", function()
         t1 = "nil|timeout|abc",
         t2 = "nil|timeout|p:def",           -- the partial includes the prefix
         line = "ghi", echo = "again",
-        t3 = "nil|timeout|", t0 = "nil|timeout|",
+        t3 = like("^nil|timeout"), t0 = like("^nil|timeout"),
         after = "still",
       })
     end)
@@ -115,7 +115,7 @@ describe("#e2e cosockets", function()
         u1 = "alpha", u2 = "beta--X", u3 = "gamma-", rest = "tail",
         i1 = "alpha--XYZ--", i2 = "beta--X--XYZ--", i3 = "gamma---XYZ--", irest = "tail",
         sized1 = "alpha", sized2 = "beta--X", sized3 = "gamma-",
-        end1 = "nil|nil|nil", end2 = "nil|nil|nil", end3 = "nil|nil|nil",
+        end1 = "nil", end2 = "nil", end3 = "nil",   -- nil, no error, at the pattern
         longest = function(v) local n = tonumber(v); return n and n >= 1 and n <= 3 end,
         srest = "tail",
         timeout = "nil|timeout|abc",
@@ -137,12 +137,12 @@ describe("#e2e cosockets", function()
       expect(call(srv, "/timeouts", 30), {
         connect = "nil|timeout",
         after_connect = like("^nil|closed"),    -- a connect timeout closes the socket
-        read = "nil|timeout|",
+        read = like("^nil|timeout"),
         read_usable = "6",                      -- a read timeout does not
-        send = "nil|timeout|integer",
+        send = "nil|timeout|number",
         after_send = like("^nil|closed"),       -- a send timeout does
-        zero = "nil|timeout|",
-        zero_after = "nil|timeout|",
+        zero = like("^nil|timeout"),
+        zero_after = like("^nil|timeout"),
       })
     end)
   end)
@@ -235,9 +235,9 @@ describe("#e2e cosockets", function()
     it("allow one reader and one writer at a time", function()
       local p = fresh_peer()
       expect(call(srv, "/busy?port=" .. p.port, 30), {
-        second_reader = "nil|socket busy reading",
-        first_reader = "true|nil|timeout|",
-        second_writer = "nil|socket busy writing",
+        second_reader = like("^nil|socket busy reading"),
+        first_reader = like("^true|nil|timeout"),
+        second_writer = like("^nil|socket busy writing"),
         kill_writer = "true",
       })
     end)
@@ -272,18 +272,18 @@ describe("#e2e cosockets", function()
       local out = w:path("cancel")
       local c = outside.send(srv, "/cancel?port=" .. p.port .. "&out=" .. out)
       assert.truthy(eventually(function() return p:stats().sink == 1 end, 5),
-        "the request never connected to the peer:\n" .. srv:stderr())
+        "the request never connected to the peer:\n" .. outside.tail(srv))
       outside.sleep(0.1)
       c:close()
       assert.truthy(eventually(function() return #outside.lines(out) >= 3 end, 5),
-        "the wait did not end when the client left:\n" .. srv:stderr())
+        "the wait did not end when the client left:\n" .. outside.tail(srv))
       local got = {}
       for _, line in ipairs(outside.lines(out)) do
         local k, v = line:match("^([^=]+)=(.*)$")
         got[k] = v
       end
       expect(got, {
-        receive = "nil|cancelled",
+        receive = like("^nil|cancelled"),
         send_after = function(v) return v == "nil|closed" or v == "nil|cancelled" end,
         keepalive_after = function(v) return v == "nil|closed" or v == "nil|cancelled" end,
       })
@@ -301,7 +301,7 @@ describe("#e2e cosockets", function()
       local key = "blpop:" .. os.time() .. ":" .. math.random(1, 1e6)
       local c = outside.send(srv, "/blpop?timeout=10&key=" .. key, 20)
       assert.truthy(eventually(function() return outside.redis_waiting(w.redis, "blpop") end, 5),
-        "BLPOP never reached redis:\n" .. srv:stderr())
+        "BLPOP never reached redis:\n" .. outside.tail(srv))
       local last
       for i = 1, 100 do
         last = call(srv, "/ping?key=" .. key .. ":pings", 5)
@@ -341,7 +341,7 @@ describe("#e2e cosockets", function()
   describe("udp", function()
     it("sends a datagram to a peer and receives its reply", function()
       expect(call(srv, "/udp"), {
-        bind = "ok", sockname = "127.0.0.1|integer",
+        bind = "ok", sockname = "127.0.0.1|number",
         peer = "ok", send = "ok",
         reply = "pong:ping",
         thread = "true|ping|127.0.0.1",

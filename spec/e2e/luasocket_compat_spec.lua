@@ -18,7 +18,7 @@ describe("#e2e owin.socket with lua-redis", function()
   teardown(function()
     if w then
       assert.same({ true, "exit", 0 }, { w:stop() }, "owinlua did not exit cleanly:\n"
-        .. (srv and srv:stderr() or ""))
+        .. (srv and outside.tail(srv) or ""))
     end
   end)
 
@@ -58,7 +58,7 @@ describe("#e2e owin.socket with lua-redis", function()
     assert.truthy(eventually(function()
       local r = w.redis:call("PUBSUB", "NUMSUB", "lr:c2")
       return r and r[2] == 1
-    end, 5), "the subscriber never subscribed:\n" .. srv:stderr())
+    end, 5), "the subscriber never subscribed:\n" .. outside.tail(srv))
     expect(call(srv, "/publish?channel=lr:c2&payload=across"), { receivers = "1" })
     expect(outside.answer(srv, c, "/subscribe"), { message = "across" })
   end)
@@ -67,7 +67,7 @@ describe("#e2e owin.socket with lua-redis", function()
     local key = "lr:blpop:" .. os.time() .. ":" .. math.random(1, 1e6)
     local c = outside.send(srv, "/blpop?timeout=10&key=" .. key, 20)
     assert.truthy(eventually(function() return outside.redis_waiting(w.redis, "blpop") end, 5),
-      "BLPOP never reached redis:\n" .. srv:stderr())
+      "BLPOP never reached redis:\n" .. outside.tail(srv))
     for i = 1, 100 do
       expect(call(srv, "/ping?key=" .. key .. ":pings", 5), { incr = tostring(i) })
     end

@@ -8,7 +8,7 @@ local call, expect, like, has = outside.call, outside.expect, outside.like, outs
 local eventually = outside.eventually
 
 local function clean_exit(w)
-  assert.same({ true, "exit", 0 }, { w:stop() }, "owinlua did not exit cleanly:\n" .. w.srv:stderr())
+  assert.same({ true, "exit", 0 }, { w:stop() }, "owinlua did not exit cleanly:\n" .. outside.tail(w.srv))
 end
 
 describe("#e2e threads", function()
@@ -44,7 +44,7 @@ describe("#e2e threads", function()
       local log = srv:stderr()
       local i = log:find("thread boom", 1, true)
       return i and log:find("stack traceback", i, true)
-    end, 3), "no traceback logged for the thread's error:\n" .. srv:stderr())
+    end, 3), "no traceback logged for the thread's error:\n" .. outside.tail(srv))
   end)
 
   it("owin.wait returns the first thread to end; kill ends a waiting one", function()
@@ -70,13 +70,13 @@ describe("#e2e threads", function()
     local out = w:path("detached")
     expect(call(srv, "/detached?out=" .. out), { spawned = "true" })
     assert.truthy(eventually(function() return outside.read_file(out) ~= "" end, 5),
-      "the detached thread did not finish:\n" .. srv:stderr())
+      "the detached thread did not finish:\n" .. outside.tail(srv))
     assert.equal("detached ran true\n", outside.read_file(out))
     assert.truthy(eventually(function()
       local log = srv:stderr()
       local i = log:find("detached boom", 1, true)
       return i and log:find("stack traceback", i, true)
-    end, 3), "no traceback logged for the detached thread's error:\n" .. srv:stderr())
+    end, 3), "no traceback logged for the detached thread's error:\n" .. outside.tail(srv))
   end)
 
   it("a request's thread is cancelled when the request ends", function()
@@ -101,7 +101,7 @@ describe("#e2e timers", function()
     local out = w:path("at")
     expect(call(srv, "/timer-at?out=" .. out), { handle = "true" })
     assert.truthy(eventually(function() return outside.read_file(out) ~= "" end, 5),
-      "the timer did not run:\n" .. srv:stderr())
+      "the timer did not run:\n" .. outside.tail(srv))
     assert.equal("at false|A|B|OK\n", outside.read_file(out))
     assert.equal("from a timer", w.redis:call("GET", "timer:key"))
   end)
@@ -117,7 +117,7 @@ describe("#e2e timers", function()
     local out = w:path("every")
     expect(call(srv, "/timer-every?out=" .. out), { handle = "true" })
     assert.truthy(eventually(function() return #outside.lines(out) >= 4 end, 5),
-      "the every timer stopped:\n" .. outside.read_file(out) .. "\n" .. srv:stderr())
+      "the every timer stopped:\n" .. outside.read_file(out) .. "\n" .. outside.tail(srv))
     local lines = outside.lines(out)
     assert.same({ "run 1 false T", "run 2 false T", "run 3 false T", "run 4 false T" },
       { lines[1], lines[2], lines[3], lines[4] })
@@ -137,7 +137,7 @@ describe("#e2e timers at shutdown", function()
     expect(call(w.srv, "/timer-premature?out=" .. out), { at = "true", every = "true", slow = "true" })
     assert.equal("", outside.read_file(out))
     local srv = w.srv
-    assert.same({ true, "exit", 0 }, { srv:stop() }, srv:stderr())
+    assert.same({ true, "exit", 0 }, { srv:stop() }, outside.tail(srv))
     local lines = outside.lines(out)
     table.sort(lines)
     assert.same({ "at true", "every true", "slow true true" }, lines)

@@ -43,6 +43,14 @@ function M.all(...)
   if first ~= nil then error(first, 0) end
 end
 
+-- The end of the server's log, for failure messages.
+function M.tail(srv, n)
+  local log = srv:stderr()
+  n = n or 6000
+  if #log <= n then return log end
+  return "...\n" .. log:sub(-n)
+end
+
 local World = {}
 World.__index = World
 
@@ -124,9 +132,9 @@ function M.answer(srv, c, path)
   local res, err = c:read_response()
   c:close()
   assert(res, "no answer to " .. (path or "?") .. ": " .. tostring(err) .. "\n--- server log:\n"
-    .. srv:stderr())
+    .. M.tail(srv))
   assert(res.status == 200, (path or "?") .. " answered " .. res.status .. ":\n" .. res.body
-    .. "\n--- server log:\n" .. srv:stderr())
+    .. "\n--- server log:\n" .. M.tail(srv))
   local t = parse(res.body)
   t._body = res.body
   return t
