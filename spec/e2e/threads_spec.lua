@@ -4,7 +4,7 @@
 local outside = require("helpers.outside")
 
 local APP = "spec/fixtures/outside/threads.lua"
-local call, expect, like, has = outside.call, outside.expect, outside.like, outside.has
+local call, expect, like = outside.call, outside.expect, outside.like
 local eventually = outside.eventually
 
 local function clean_exit(w)

@@ -149,7 +149,7 @@ function M.start()
   local self = setmetatable({ host = "127.0.0.1", port = port, unix = unix, pid = pid,
                               dir = dir, proc = proc }, Redis)
   local deadline = socket.gettime() + 10
-  local up = false
+  local up
   repeat
     up = pong(self.host, port)
     if not up then socket.sleep(0.05) end
