@@ -284,7 +284,8 @@ describe("#e2e cosockets", function()
       end
       expect(got, {
         receive = like("^nil|cancelled"),
-        send_after = function(v) return v == "nil|closed" or v == "nil|cancelled" end,
+        -- luasocket's send returns nil, err, index of the last byte sent
+        send_after = function(v) return v:match("^nil|closed") ~= nil or v:match("^nil|cancelled") ~= nil end,
         keepalive_after = function(v) return v == "nil|closed" or v == "nil|cancelled" end,
       })
       assert.truthy(eventually(function() return outside.read_file(out .. "-thread") ~= "" end, 5),

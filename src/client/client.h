@@ -14,5 +14,6 @@ void owl_open_udp (lua_State *L);
 void owl_open_dns (lua_State *L);
 /* Closes the pooled connections (at exit). */
 void owl_cosock_teardown (void);
+void owl_udp_teardown (void);
 
 #endif

@@ -56,6 +56,7 @@ struct owl_csock {
   tcp_ud_t *ud;                     /* its Lua object, or NULL (pooled) */
   owl_scope_t *scope;               /* who owns it; NULL: shared */
   owl_csock_t *sprev, *snext;       /* in scope->socks */
+  owl_csock_t *gprev, *gnext;       /* every open cosocket (teardown) */
   pool_t *pool;                     /* the pool it counts in, or NULL */
   owl_csock_t *pprev, *pnext;       /* in pool->idle while pooled */
   int err;                          /* what ended reading (UV_EOF, an error) */
@@ -94,6 +95,7 @@ struct pool {
 };
 
 static pool_t *pools;
+static owl_csock_t *all_socks;
 
 
 /* {====== closing */
@@ -156,6 +158,12 @@ static void csock_close (owl_csock_t *s) {
   if (s->closed)
     return;
   s->closed = 1;
+  if (s->gprev)
+    s->gprev->gnext = s->gnext;
+  else
+    all_socks = s->gnext;
+  if (s->gnext)
+    s->gnext->gprev = s->gprev;
   if (s->pooled)
     pool_unidle(s);
   scope_unlink(s);
@@ -731,6 +739,10 @@ static int tcp_connect_addr (lua_State *L) {
   s->nhandles = 3;
   s->creq.data = s;
   s->connecting = 1;
+  s->gnext = all_socks;
+  if (all_socks)
+    all_socks->gprev = s;
+  all_socks = s;
   attach(u, s, t);
   int err = owl_tcp_connect(&s->tcp, owl_srv.loop, (struct sockaddr *)&ss, path, &s->creq,
                             on_connect, rbuf, sizeof rbuf);
@@ -1390,10 +1402,10 @@ void owl_open_cosock (lua_State *L) {
 
 /* Closes every cosocket and frees the pools (at exit). */
 void owl_cosock_teardown (void) {
+  while (all_socks != NULL)
+    csock_close(all_socks);
   for (pool_t *p = pools, *next; p != NULL; p = next) {
     next = p->next;
-    while (p->idle)
-      csock_close(p->idle);
     free(p->wait);
     free(p);
   }

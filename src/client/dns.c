@@ -99,6 +99,19 @@ static int from_cache (lua_State *L) {
 }
 
 
+/* nil, "host not found: NAME" when the name has no address; nil, "cannot
+** resolve NAME: reason" when the lookup itself failed (no resolver, ...). */
+static int not_found (lua_State *L, const char *name, int err) {
+  lua_pushnil(L);
+  if (err == UV_EAI_NONAME || err == UV_EAI_NODATA || err == UV_EAI_FAIL ||
+      err == UV_EAI_ADDRFAMILY)
+    lua_pushfstring(L, "host not found: %s", name);
+  else
+    lua_pushfstring(L, "cannot resolve %s: %s", name, uv_strerror(err));
+  return 2;
+}
+
+
 static int resolve_k (lua_State *L, int status, lua_KContext ctx) {
   lookup_t *lk = (lookup_t *)ctx;
   owl_task_t *t = owl_task_of(L);
@@ -117,18 +130,12 @@ static int resolve_k (lua_State *L, int status, lua_KContext ctx) {
     uv_freeaddrinfo(res);
     return owl_push_cancelled(L);
   }
-  if (st != 0) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "host not found: %s (%s)", lua_tostring(L, 1), uv_strerror(st));
-    return 2;
-  }
+  if (st != 0)
+    return not_found(L, lua_tostring(L, 1), st);
   push_addrs(L, res);
   uv_freeaddrinfo(res);
-  if (lua_rawlen(L, -1) == 0) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "host not found: %s (no address)", lua_tostring(L, 1));
-    return 2;
-  }
+  if (lua_rawlen(L, -1) == 0)
+    return not_found(L, lua_tostring(L, 1), UV_EAI_NODATA);
   if (owl_srv.opt.dns_ttl > 0) {            /* keep a copy */
     int ai = lua_gettop(L);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &cache_key);
@@ -179,9 +186,7 @@ static int l_resolve (lua_State *L) {
   int err = uv_getaddrinfo(owl_srv.loop, &lk->req, on_resolved, name, NULL, &hints);
   if (err) {
     free(lk);
-    lua_pushnil(L);
-    lua_pushfstring(L, "host not found: %s (%s)", name, uv_strerror(err));
-    return 2;
+    return not_found(L, name, err);
   }
   return owl_task_wait(L, t, OWL_WAIT_DNS, dns_unwait, lk, (lua_KContext)lk, resolve_k);
 }

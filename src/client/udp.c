@@ -21,6 +21,8 @@
 
 typedef struct owl_udp {
   uv_udp_t h;
+  struct owl_udp *prev, *next;      /* every open UDP socket (teardown) */
+  void *ud;                         /* its Lua object (udp_ud_t) */
   uv_timer_t timer;
   owl_task_t *reader;
   char *dgram;                      /* the datagram received for the reader */
@@ -38,6 +40,7 @@ typedef struct owl_udp {
 typedef struct { owl_udp_t *u; } udp_ud_t;
 
 static char rbuf[DGRAM_MAX];
+static owl_udp_t *all_udp;
 
 
 static void on_closed (uv_handle_t *h) {
@@ -54,6 +57,12 @@ static void udp_close (udp_ud_t *ud) {
   if (u == NULL)
     return;
   ud->u = NULL;
+  if (u->prev)
+    u->prev->next = u->next;
+  else
+    all_udp = u->next;
+  if (u->next)
+    u->next->prev = u->prev;
   uv_close((uv_handle_t *)&u->h, on_closed);
   uv_close((uv_handle_t *)&u->timer, on_closed);
   owl_task_t *t = u->reader;
@@ -100,6 +109,11 @@ static int l_udp (lua_State *L) {
   u->nhandles = 2;
   u->timeout = 60000;
   ud->u = u;
+  u->ud = ud;
+  u->next = all_udp;
+  if (all_udp)
+    all_udp->prev = u;
+  all_udp = u;
   return 1;
 }
 
@@ -390,6 +404,13 @@ static int udp_getsockname (lua_State *L) {
 
 static int udp_getpeername (lua_State *L) {
   return name_of(L, 1);
+}
+
+
+/* Closes every UDP socket (at exit). */
+void owl_udp_teardown (void) {
+  while (all_udp != NULL)
+    udp_close(all_udp->ud);
 }
 
 

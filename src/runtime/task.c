@@ -68,16 +68,35 @@ int owl_task_can_wait (lua_State *L) {
 }
 
 
+/* Pushes "file:line:" of the app's code that called: the first Lua frame
+** outside owinlua's own modules (connect is written in Lua). */
+static void where (lua_State *L) {
+  lua_Debug ar;
+  for (int level = 1; lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "Sl", &ar);
+    if (ar.currentline > 0 && strstr(ar.short_src, "owin/") == NULL) {
+      lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+      return;
+    }
+  }
+  luaL_where(L, 1);
+}
+
+
 owl_task_t *owl_task_check (lua_State *L, const char *fn) {
   owl_task_t *t = owl_task_of(L);
   if (owl_task_can_wait(L))
     return t;
+  where(L);
   if (t == NULL)
-    luaL_error(L, "%s: cannot wait here: not in a coroutine the server runs (a request, "
-               "a thread, a timer or the app script)", fn);
-  luaL_error(L, "%s: cannot wait here: a C function that cannot yield is in the way "
-             "(require, a table.sort comparator, a gsub callback, a metamethod called "
-             "from C, ...)", fn);
+    lua_pushfstring(L, "%s: cannot wait here: not in a coroutine the server runs (a "
+                    "request, a thread, a timer or the app script)", fn);
+  else
+    lua_pushfstring(L, "%s: cannot wait here: a C function that cannot yield is in the "
+                    "way (require, a table.sort comparator, a gsub callback, a metamethod "
+                    "called from C, ...)", fn);
+  lua_concat(L, 2);
+  lua_error(L);
   return NULL;
 }
 /* }====== */

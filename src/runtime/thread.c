@@ -453,6 +453,8 @@ static int l_startup (lua_State *L) {
   int nargs = lua_gettop(L) - 1;
   owl_thread_t *th = thread_new(L, NULL, 0, nargs);
   th->startup = 1;
+  scope_unlink(th);                         /* the process's: what it opens is shared */
+  th->task.scope = NULL;
   int ti = lua_gettop(L);
   thread_run(th, L);
   while (!th->done)

@@ -119,6 +119,7 @@ int main (int argc, char **argv) {
   fflush(stdout);
   owl_threads_teardown();
   owl_cosock_teardown();
+  owl_udp_teardown();
   uv_walk(owl_srv.loop, close_left, NULL);
   uv_run(owl_srv.loop, UV_RUN_DEFAULT);
   owl_req_drain(&owl_srv);                  /* before lua_close frees them */
