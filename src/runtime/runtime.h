@@ -7,8 +7,11 @@
 **   connection  conn.c: a transport, its output and timer, and the protocol
 **               handler that reads it (struct private to conn.c).
 **   handlers    http1.c (HTTP/1.1) and websocket.c (after a 101).
-**   runtime     runtime.c (tasks, tokens, owin.sleep, the one owl_srv),
+**   runtime     task.c (tasks and their waits, the coroutine functions),
+**               thread.c (owin.spawn, owin.timer, start-up, scopes),
+**               runtime.c (tokens, owin.sleep, the one owl_srv),
 **               headers.c (headers tables).
+**   client      cosock.c, udp.c, dns.c: owin.tcp, owin.udp, owin.resolve.
 **   request     request.c (the app's coroutine, the response), env.c (the
 **               OWIN env), stream.c, sendfile.c, upgrade.c.
 **   server      server.c, master.c, main.c.
