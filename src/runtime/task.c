@@ -183,7 +183,8 @@ enum { RESUMED_ERROR = -1, RESUMED_WAITING = -2 };
 */
 static int auxresume (lua_State *L, lua_State *co, int narg) {
   int nres;
-  if (co == L || is_waiting(L, co)) {
+  /* a coroutine in a wait of ours is suspended (LUA_YIELD) */
+  if (co == L || (lua_status(co) == LUA_YIELD && is_waiting(L, co))) {
     lua_pushliteral(L, "cannot resume non-suspended coroutine");
     return RESUMED_ERROR;
   }
@@ -326,7 +327,7 @@ static int co_wrap (lua_State *L) {
 static int co_status (lua_State *L) {
   lua_State *co = lua_tothread(L, 1);
   luaL_argexpected(L, co, 1, "coroutine");
-  if (co != L && is_waiting(L, co)) {
+  if (co != L && lua_status(co) == LUA_YIELD && is_waiting(L, co)) {
     lua_pushliteral(L, "normal");
     return 1;
   }
@@ -340,7 +341,7 @@ static int co_status (lua_State *L) {
 static int co_close (lua_State *L) {
   lua_State *co = lua_tothread(L, 1);
   luaL_argexpected(L, co, 1, "coroutine");
-  if (co != L && is_waiting(L, co))
+  if (co != L && lua_status(co) == LUA_YIELD && is_waiting(L, co))
     return luaL_error(L, "cannot close a normal coroutine");
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);
