@@ -398,6 +398,19 @@ static const owl_handler_t ws_handler = {
 /* }====== */
 
 
+/*
+** Cancels the waits of the request whose handler runs on the socket at
+** idx (its cosockets, threads, sleep), if that handler still runs.
+*/
+static void cancel_handler (lua_State *L, int idx) {
+  lua_getiuservalue(L, idx, WV_REQ);
+  owl_req_t *r = lua_touserdata(L, -1);
+  if (r != NULL && r->ref != LUA_NOREF && !r->scope.cancelled)
+    owl_scope_cancel(&r->scope);            /* r is pinned on the stack */
+  lua_pop(L, 1);
+}
+
+
 /* The connection closed: fire CallCancelled, wake the waiting tasks. */
 static void detach (owl_wsock_t *w) {
   lua_State *L = owl_srv.L;
@@ -408,7 +421,9 @@ static void detach (owl_wsock_t *w) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, w->ref);
   if (lua_getiuservalue(L, -1, WV_CANCEL) == LUA_TTABLE)
     owl_token_fire(L, -1);
-  lua_pop(L, 2);
+  lua_pop(L, 1);
+  cancel_handler(L, -1);
+  lua_pop(L, 1);
   luaL_unref(L, LUA_REGISTRYINDEX, w->ref);
   w->ref = LUA_NOREF;
   owl_wsock_wake(w);
@@ -429,7 +444,9 @@ static void shutdown_ (owl_wsock_t *w) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, w->ref);
   if (lua_getiuservalue(L, -1, WV_CANCEL) == LUA_TTABLE)
     owl_token_fire(L, -1);
-  lua_pop(L, 2);
+  lua_pop(L, 1);
+  cancel_handler(L, -1);
+  lua_pop(L, 1);
   owl_wsock_wake(w);
   settle(w);
 }

@@ -539,6 +539,7 @@ static int begin (lua_State *L) {
   r->task.rid = r->id;
   r->task.scope = &r->scope;
   r->scope.is_req = 1;
+  r->scope.task = &r->task;
   r->method = (uint8_t)owl_h1_method(c);
   r->http_minor = (uint8_t)owl_h1_minor(c);
   r->is_head = r->method == HTTP_HEAD;

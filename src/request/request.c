@@ -266,21 +266,19 @@ void owl_req_cancel (owl_req_t *r) {
   r->cancelled = 1;
   if (r->ref == LUA_NOREF)
     return;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref);  /* r stays alive: its app may end below */
   if (lua_getiuservalue(L, -1, UV_CANCEL) == LUA_TTABLE)
     owl_token_fire(L, -1);
-  lua_pop(L, 2);
-  if (r->scope.cancelled || OWL_ENDED(r))
-    return;
-  owl_scope_cancel(&r->scope);              /* threads, cosockets */
-  if (r->started && r->ref != LUA_NOREF)
-    owl_task_interrupt(&r->task);           /* a wait of its own */
+  lua_pop(L, 1);
+  if (!r->scope.cancelled && r->started && !OWL_ENDED(r))
+    owl_scope_cancel(&r->scope);            /* cosockets, threads, its own wait */
+  lua_pop(L, 1);
 }
 
 
 void owl_req_detach (owl_req_t *r, int err) {
+  lua_State *L = owl_srv.L;
   if (r->head_live && r->ref != LUA_NOREF) {
-    lua_State *L = owl_srv.L;
     lua_pushcfunction(L, owl_req_keepheaders);
     lua_pushlightuserdata(L, r);
     if (lua_pcall(L, 1, 0, 0) != LUA_OK)
@@ -297,9 +295,11 @@ void owl_req_detach (owl_req_t *r, int err) {
   }
   if (OWL_ENDED(r))
     return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref);  /* r stays alive: its app may end below */
   owl_req_cancel(r);
-  if (r->task.wait == OWL_WAIT_READ || r->task.wait == OWL_WAIT_DRAIN)
+  if (!OWL_ENDED(r) && (r->task.wait == OWL_WAIT_READ || r->task.wait == OWL_WAIT_DRAIN))
     owl_task_resume(&r->task, 0);
+  lua_pop(L, 1);
 }
 /* }====== */
 

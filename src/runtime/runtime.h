@@ -111,6 +111,8 @@ enum owl_wait {
 typedef struct owl_scope {
   struct owl_thread *threads;   /* its live threads (thread.c) */
   struct owl_csock *socks;      /* its open cosockets (client/cosock.c) */
+  owl_task_t *task;             /* the request's or thread's own task; NULL
+                                   once it ended */
   unsigned cancelled : 1;
   unsigned is_req : 1;          /* it is a request's (owl_req_t.scope) */
 } owl_scope_t;
@@ -168,7 +170,9 @@ void owl_open_thread (lua_State *L);
 /* A request ends (or is cancelled): its threads are cancelled and moved
 ** out, its cosockets closed; its own task is not touched. */
 void owl_scope_end (owl_scope_t *sc);
-/* Cancels the scope: every wait of its threads returns "cancelled". */
+/* Cancels the scope: its cosockets close, and every wait of its threads
+** and of its own task returns "cancelled".  Its task may end meanwhile: the
+** caller keeps the memory of the scope alive. */
 void owl_scope_cancel (owl_scope_t *sc);
 /* Closes every cosocket of a scope (set by client/cosock.c). */
 extern void (*owl_scope_close_socks) (owl_scope_t *sc);

@@ -77,10 +77,13 @@ void owl_scope_cancel (owl_scope_t *sc) {
     next = th->snext;
     owl_task_interrupt(&th->task);          /* may end it (and unlink it) */
   }
+  if (sc->task != NULL)
+    owl_task_interrupt(sc->task);           /* last: it may end the scope's owner */
 }
 
 
 void owl_scope_end (owl_scope_t *sc) {
+  sc->task = NULL;
   if (owl_scope_close_socks)
     owl_scope_close_socks(sc);
   while (sc->threads != NULL) {
@@ -251,6 +254,7 @@ static owl_thread_t *thread_new (lua_State *L, owl_scope_t *sc, uint64_t rid, in
   th->task.co = co;
   th->task.after = thread_after;
   th->task.rid = rid;
+  th->own.task = &th->task;
   lua_xmove(L, co, nargs + 1);
   *(owl_task_t **)lua_getextraspace(co) = &th->task;
   lua_pushvalue(L, -1);
