@@ -62,7 +62,7 @@ function M.hold()
     local ok, r, e = ngx.thread.wait(threads[i])
     if ok and r then held = held + 1 else err = err or (ok and e or r) end
   end
-  threads = nil
+  threads = nil                 -- unreachable now, for the collection below
   collectgarbage()              -- the threads and socket objects are garbage
   ngx.say(held, err and " " .. tostring(err) or "")
 end

@@ -55,7 +55,7 @@ local function hold(env)
     local ok, r, e = threads[i]:wait()
     if ok and r then held = held + 1 else err = err or (ok and e or r) end
   end
-  threads = nil
+  threads = nil                 -- unreachable now, for the collection below
   collectgarbage()              -- the threads and socket objects are garbage
   env["owin.ResponseHeaders"]["Content-Type"] = { "text/plain" }
   env["owin.ResponseBody"]:write(held, err and " " .. tostring(err) or "", "\n")
