@@ -151,8 +151,9 @@ test-browser: all browser-deps
 
 # Benchmarks: owinlua against the C floor (bench/floor.c, built by bench/run
 # into build/bench/ with the llhttp sources above), nginx + lua-nginx-module
-# and Node (http, ws); see bench/run.  It installs wrk, nginx-light and
-# libnginx-mod-http-lua when missing, and the ws package into bench/.
+# and Node (http, ws), and a Redis GET against nginx + lua-resty-redis; see
+# bench/run.  It installs wrk, nginx-light, libnginx-mod-http-lua,
+# redis-server and lua-redis when missing, and the ws package into bench/.
 BENCH_ENV = CC="$(CC)" LLHTTP_INCDIR="$(LLHTTP_INCDIR)" LLHTTP_SRCDIR="$(LLHTTP_SRCDIR)"
 bench: all
 	$(BENCH_ENV) sh bench/run
