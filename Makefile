@@ -45,7 +45,8 @@ LUA_MODULES = lua/owin/init.lua lua/owin/cli.lua lua/owin/options.lua lua/owin/c
               lua/owin/host/token.lua \
               lua/owin/test.lua lua/owin/test/loop.lua lua/owin/test/request.lua \
               lua/owin/test/response.lua lua/owin/test/stream.lua \
-              lua/owin/test/util.lua lua/owin/test/websocket.lua
+              lua/owin/test/util.lua lua/owin/test/websocket.lua \
+              lua/owin/test/runtime.lua lua/owin/test/cosocket.lua
 LLHTTP_SRCS = $(LLHTTP_SRCDIR)/llhttp.c $(LLHTTP_SRCDIR)/api.c $(LLHTTP_SRCDIR)/http.c
 
 OBJS = $(SRCS:src/%.c=build/%.o)

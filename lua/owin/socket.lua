@@ -14,6 +14,7 @@
 
 local owin = require("owin")
 local ok_core, core = pcall(require, "owin.core")
+if not ok_core then core = nil end
 
 local type, select, error, pcall, setmetatable, tostring, math_min =
   type, select, error, pcall, setmetatable, tostring, math.min
@@ -21,14 +22,21 @@ local table_pack, table_unpack = table.pack, table.unpack
 
 local M = { _VERSION = "LuaSocket 3.1 (owinlua cosockets)", BLOCKSIZE = 2048 }
 
-if not ok_core then
-  error("owin.socket needs the owinlua server (cosockets run on its event loop)", 2)
+-- The sockets are the `owin` module's: the server's, or owin.test's fakes
+-- (which it puts there when required; so they are looked up at each call).
+if not core and owin.tcp == nil then
+  error("owin.socket needs the owinlua server (cosockets run on its event loop), " ..
+    "or owin.test required first", 2)
 end
 
-local tcp, udp = owin.tcp, owin.udp
+local function tcp() return owin.tcp() end
+local function udp() return owin.udp() end
 M.tcp, M.tcp4, M.tcp6 = tcp, tcp, tcp
 M.udp, M.udp4, M.udp6 = udp, udp, udp
-M.gettime = core.gettime
+
+-- socket.gettime() -> seconds since the epoch.  Without the server: whole
+-- seconds, from os.time (the wall clock, not owin.test's virtual one).
+M.gettime = core and core.gettime or function() return os.time() end
 
 -- socket.sleep(seconds): yields (owin.sleep); luasocket's returns nothing
 function M.sleep(s)
@@ -79,8 +87,22 @@ function M.dns.getaddrinfo(name)
   return out
 end
 
+-- Without the server: the kernel's host name, or "localhost".
+local function hostname()
+  for _, path in ipairs({ "/proc/sys/kernel/hostname", "/etc/hostname" }) do
+    local f = io.open(path, "r")
+    if f then
+      local name = f:read("l")
+      f:close()
+      if name and name ~= "" then return name end
+    end
+  end
+  return "localhost"
+end
+
 function M.dns.gethostname()
-  return core.gethostname()
+  if core then return core.gethostname() end
+  return hostname()
 end
 
 function M.dns.tohostname()

@@ -22,11 +22,20 @@
 -- headers apart).  See docs/testing.md.
 --
 -- Waiting: requiring this module wraps owin.sleep, owin.now and
--- owin.request_id in the `owin` module table.  Inside a request of the
--- test host they use its virtual clock; anywhere else they call what was
--- there before (the server's C functions inside the owinlua binary).  Code
--- that saved `local sleep = owin.sleep` before owin.test was required keeps
--- the old function: require owin.test first, or call owin.sleep.
+-- owin.request_id in the `owin` module table, and puts its own owin.spawn,
+-- owin.wait, owin.timer, owin.tcp, owin.udp and owin.resolve there.
+-- Inside a task of the test host (a request, a thread, a timer's run, a
+-- fake peer, an app script loading) they use its virtual loop and clock;
+-- anywhere else they call what was there before (the server's C functions
+-- inside the owinlua binary).  Code that saved `local sleep = owin.sleep`
+-- before owin.test was required keeps the old function: require owin.test
+-- first, or call owin.sleep.  It also replaces coroutine.resume, wrap,
+-- status and close, as the server does, so that a wait inside the app's own
+-- coroutines suspends the whole chain (owin.test.loop).
+--
+-- Apps that talk to the outside: owin.tcp() sockets connect to peers the
+-- test registers (client:peer), names resolve from client:hosts, and
+-- client.errors collects the errors of threads, timer runs and peers.
 
 local owin = require("owin")
 local check = require("owin.host.check")
@@ -36,45 +45,120 @@ local token = require("owin.host.token")
 local loop_m = require("owin.test.loop")
 local request = require("owin.test.request")
 local ws = require("owin.test.websocket")
+local runtime = require("owin.test.runtime")
+local cosocket = require("owin.test.cosocket")
 
 local type, pairs, next, tonumber, tostring, setmetatable, error =
   type, pairs, next, tonumber, tostring, setmetatable, error
-local coroutine_running, coroutine_isyieldable = coroutine.running, coroutine.isyieldable
-local TASKS = loop_m.TASKS
+local current = loop_m.current
 
 local M = {}
 
--- {====== owin.sleep, owin.now, owin.request_id in the test host
+loop_m.install_coroutines()
 
-local real_sleep, real_now, real_request_id = owin.sleep, owin.now, owin.request_id
+-- {====== the runtime functions in the test host
 
--- owin.sleep(seconds): inside a test-host request, a virtual wait.
+local real = { sleep = owin.sleep, now = owin.now, request_id = owin.request_id,
+               spawn = owin.spawn, wait = owin.wait, timer = owin.timer, tcp = owin.tcp,
+               udp = owin.udp, resolve = owin.resolve }
+
+-- The loop of the test host the running code belongs to: its task's, or
+-- the one running now (a token callback, a body function), or nil.
+local function test_loop()
+  local task = current()
+  if task then return task.loop, task end
+  return loop_m.active, nil
+end
+
+-- Passes results on; `return give(f(...))` keeps the caller's frame (a
+-- tail call would lose the name that argument errors give).
+local function give(...) return ... end
+
+-- What was there before, or the error of a plain Lua without owinlua.
+local function fallback(name, f)
+  if f then return f end
+  check.raise(name .. " needs the owinlua server, or an owin.test client running the app")
+end
+
+-- owin.sleep(seconds) -> true, or nil, "cancelled": inside a task of the
+-- test host, a virtual wait.
 function owin.sleep(s)
-  local task = TASKS[coroutine_running()]
-  if task == nil then return real_sleep(s) end
+  local task = current()
+  if task == nil then return real.sleep(s) end
   local n = (type(s) == "number" or type(s) == "string") and tonumber(s)
   if not n then check.typeerror(1, "number", s) end
   if not (n >= 0 and n < 1e9) then check.argerror(1, "must be a number of seconds from 0") end
-  if not coroutine_isyieldable() then
-    check.raise("owin.sleep: not inside a request's coroutine")
-  end
+  task = loop_m.waiter("owin.sleep")
+  if runtime.refused(task) then return nil, "cancelled" end
   task.loop:sleep(task, n)
+  if runtime.cancelled(task) then return nil, "cancelled" end
+  return true
 end
 
--- owin.now(): the virtual clock inside a test-host request (or while a
+-- owin.now(): the virtual clock inside a task of the test host (or while a
 -- client runs), seconds as a float.
 function owin.now()
-  local task = TASKS[coroutine_running()]
-  if task then return task.loop.now end
-  local active = loop_m.active
-  if active then return active.now end
-  return real_now()
+  local loop = test_loop()
+  if loop then return loop.now end
+  return real.now()
 end
 
+-- owin.request_id(): the id of the request a task serves (its threads
+-- too); nothing in detached threads, timer runs and peers, as in the server.
 function owin.request_id()
-  local task = TASKS[coroutine_running()]
-  if task and task.owner then return "test-" .. task.owner.id end
-  return real_request_id()
+  local task = current()
+  if task == nil then return real.request_id() end
+  if task.owner then return "test-" .. task.owner.id end
+end
+
+-- owin.spawn([{ detached = true },] fn, ...) -> thread
+function owin.spawn(...)
+  local loop, task = test_loop()
+  if loop == nil then return fallback("owin.spawn", real.spawn)(...) end
+  return give(runtime.spawn(loop, task, ...))
+end
+
+-- owin.wait(t1, ...) -> thread, true, results... | thread, false, err
+function owin.wait(...)
+  if test_loop() == nil then return fallback("owin.wait", real.wait)(...) end
+  return give(runtime.wait_any(...))
+end
+
+-- owin.timer.at(delay, fn, ...) and owin.timer.every(interval, fn, ...)
+owin.timer = {
+  at = function(...)
+    local loop = test_loop()
+    if loop == nil then return fallback("owin.timer.at", real.timer and real.timer.at)(...) end
+    return give(runtime.timer(loop.client, false, ...))
+  end,
+  every = function(...)
+    local loop = test_loop()
+    if loop == nil then
+      return fallback("owin.timer.every", real.timer and real.timer.every)(...)
+    end
+    return give(runtime.timer(loop.client, true, ...))
+  end,
+}
+
+-- owin.tcp() -> a socket whose connects reach the client's peers
+function owin.tcp()
+  local loop = test_loop()
+  if loop == nil then return fallback("owin.tcp", real.tcp)() end
+  return give(cosocket.tcp(loop.client))
+end
+
+-- owin.udp(): no fake in the test host
+function owin.udp()
+  if test_loop() == nil then return fallback("owin.udp", real.udp)() end
+  check.raise("owin.udp: owin.test has no fake UDP peers (test UDP code against the " ..
+    "owinlua binary: see docs/testing.md)")
+end
+
+-- owin.resolve(name) -> { "ip", ... }, or nil, err: from the client's hosts
+function owin.resolve(name)
+  local loop = test_loop()
+  if loop == nil then return fallback("owin.resolve", real.resolve)(name) end
+  return give(cosocket.resolve(loop.client, name))
 end
 -- }======
 
@@ -84,8 +168,10 @@ end
 -- script sees the globals `app` (a builder) and `owin`, and may return an
 -- AppFunc or a builder.  Its directory goes first on package.path.  `app`
 -- is the script's own (each client loads the script afresh); other
--- globals are the real ones.
-local function load_script(path)
+-- globals are the real ones.  As in the server, the script runs as a task
+-- on the client's loop, so it may wait (connect, sleep) and start timers
+-- and threads; what it opens is shared.
+local function load_script(path, loop)
   local f = io.open(path, "r")
   if not f then error(string.format("owin.test: cannot open app script '%s'", path), 0) end
   f:close()
@@ -97,7 +183,15 @@ local function load_script(path)
   local chunk, err = loadfile(path, "bt", genv)
   if not chunk then error("owin.test: cannot load " .. err, 0) end
   if rawget(_G, "owin") == nil then _G.owin = owin end
-  local ok, result = xpcall(chunk, debug.traceback)
+  local done, ok, result
+  loop:spawn(chunk, nil, function(_, fine, lerr, traceback, results)
+    done, ok = true, fine
+    if fine then result = results[1] else result = traceback or lerr end
+  end)
+  loop:run(function() return done end)
+  if not done then
+    error("owin.test: " .. path .. " waits for something that cannot happen while it loads", 0)
+  end
   if not ok then error("owin.test: error while loading " .. path .. ": " .. tostring(result), 0) end
   if type(result) == "function" then return result end
   if owin.is_builder(result) then return result.build() end
@@ -111,8 +205,8 @@ local function load_script(path)
   return builder.build()
 end
 
-local function resolve(app)
-  if type(app) == "string" then return load_script(app) end
+local function resolve(app, loop)
+  if type(app) == "string" then return load_script(app, loop) end
   if owin.is_builder(app) then return app.build() end
   if type(app) == "function" then return app end
   local mt = getmetatable(app)
@@ -161,7 +255,7 @@ end
 
 -- pending:cancel(): the client goes away (CallCancelled fires).
 function Pending:cancel()
-  request.cancel(self.R)
+  self.client.loop:call(request.cancel, self.R)
   self.client:settle()
 end
 
@@ -188,21 +282,59 @@ local DEFAULTS = {
   ws_close_timeout = 5,
   graceful_timeout = 30,
   log_errors = false,             -- app errors to stderr, as the server logs them
+  max_pending_timers = 1024,      -- --max-pending-timers
+  hosts = false,                  -- names to resolve: { name = "ip" | { "ip", ... } }
+  peers = false,                  -- { ["ip:port"] = handler | { handler, delay = s } }
 }
 
 -- client(app [, opts]) -> client.  app: a builder, an AppFunc or the path
--- of an app script.
+-- of an app script.  opts.hosts and opts.peers are in place before an app
+-- script loads (it may connect at start-up).
 function M.client(app, opts)
-  local appfunc = resolve(app)
   local o = {}
   for k, v in pairs(DEFAULTS) do o[k] = v end
   for k, v in pairs(opts or {}) do
     if DEFAULTS[k] == nil then error("owin.test: unknown client option '" .. tostring(k) .. "'", 2) end
     o[k] = v
   end
-  return setmetatable({ app = appfunc, opts = o, loop = loop_m.new(), next_id = 0,
-                        inflight = {}, sockets = setmetatable({}, { __mode = "k" }),
-                        disposing = token.new() }, Client)
+  local loop = loop_m.new()
+  local client = setmetatable({ opts = o, loop = loop, next_id = 0,
+                                inflight = {}, sockets = setmetatable({}, { __mode = "k" }),
+                                disposing = token.new(),
+                                threads = {}, timers = {}, errors = {},
+                                peers = {}, pools = {}, names = { localhost = { "127.0.0.1" } },
+                                next_port = 0 }, Client)
+  loop.client = client
+  if o.hosts then client:hosts(o.hosts) end
+  for address, h in pairs(o.peers or {}) do
+    if type(h) == "table" then
+      client:peer(address, h[1], { delay = h.delay })
+    else
+      client:peer(address, h)
+    end
+  end
+  client.app = resolve(app, loop)
+  return client
+end
+
+-- client:peer(address, handler [, opts]) -> peer: a connect of the app to
+-- address ("IP:port", "[IPv6]:port" or "unix:/path") runs handler(sock)
+-- as a task, with the other end of the connection: a socket with the API
+-- of owin.tcp() (no timeouts unless it sets them); the connection closes
+-- when handler returns.  opts.delay: virtual seconds a connect takes
+-- (math.huge: it never completes).  The peer has `accepted` (connections
+-- so far), open() (how many are open now) and close() (refuse further
+-- connects, close the open ones).
+function Client:peer(address, handler, opts)
+  return cosocket.peer(self, address, handler, opts)
+end
+
+-- client:hosts{ name = "ip" | { "ip", ... } | false }: what owin.resolve
+-- (and connect) answer for names; "localhost" is 127.0.0.1 unless changed.
+-- Other names get the server's "host not found: NAME (...)".
+function Client:hosts(map)
+  cosocket.set_hosts(self, map)
+  return self
 end
 
 -- Runs what is ready now, without moving the clock.
@@ -301,9 +433,12 @@ function Client:upgrade(path, protocol, opts)
 end
 
 -- client:cancel(): every request in flight loses its client (CallCancelled
--- fires; writes return EPIPE, reads ECONNRESET).
+-- fires; writes return EPIPE, reads ECONNRESET; the waits of its threads
+-- return "cancelled").
 function Client:cancel()
-  for R in pairs(self.inflight) do request.cancel(R) end
+  self.loop:call(function()
+    for R in pairs(self.inflight) do request.cancel(R) end
+  end)
   self:settle()
 end
 
@@ -321,21 +456,30 @@ function Client:now()
 end
 
 -- client:shutdown([timeout]): what SIGTERM does to the server:
--- host.OnAppDisposing fires, WebSockets get close 1001, requests in flight
--- get `timeout` (default graceful_timeout) virtual seconds, then
--- CallCancelled.
+-- host.OnAppDisposing fires, pending timers run once with premature =
+-- true (every timers too), WebSockets get close 1001, requests in flight
+-- and threads get `timeout` (default graceful_timeout) virtual seconds,
+-- then threads are cancelled and requests get CallCancelled.  New timers
+-- are refused from the start ("the server is stopping").
 function Client:shutdown(timeout)
-  self.stopping = true
-  token.fire(self.disposing)
-  for s in pairs(self.sockets) do ws.shutdown(s) end
+  local loop = self.loop
+  loop:call(function()
+    self.stopping = true
+    token.fire(self.disposing)
+    runtime.stopping(self)
+    for s in pairs(self.sockets) do ws.shutdown(s) end
+  end)
   local function quiet()
     for R in pairs(self.inflight) do
       if not R.upgraded then return false end
     end
-    return true
+    return #self.threads == 0
   end
-  self.loop:run(quiet, self.loop.now + (timeout or self.opts.graceful_timeout))
-  for R in pairs(self.inflight) do request.cancel(R) end
+  loop:run(quiet, loop.now + (timeout or self.opts.graceful_timeout))
+  loop:call(function()
+    runtime.cut(self)
+    for R in pairs(self.inflight) do request.cancel(R) end
+  end)
   self:settle()
 end
 -- }======

@@ -6,8 +6,8 @@
 -- (or no position at all when the caller is a C function such as pcall, as
 -- with the server).
 
-local debug_getinfo, error, type, tostring, getmetatable =
-  debug.getinfo, error, type, tostring, getmetatable
+local debug_getinfo, error, type, tostring, getmetatable, next, rawequal =
+  debug.getinfo, error, type, tostring, getmetatable, next, rawequal
 local string_format = string.format
 
 local OWN = {}              -- chunk sources of the hosts' modules
@@ -38,13 +38,32 @@ local function raise(msg)
   error(msg, foreign_level())
 end
 
+-- The name luaL_argerror finds for a function its caller did not name
+-- (pcall(f, ...)): "module.field" of a loaded module, without "_G.".
+local function global_name(fn)
+  if fn == nil then return nil end
+  for mod, v in next, package.loaded do
+    if rawequal(v, fn) then return mod end
+    if type(v) == "table" then
+      for k, f in next, v do
+        if rawequal(f, fn) and type(k) == "string" then
+          local name = mod .. "." .. k
+          if name:sub(1, 3) == "_G." then name = name:sub(4) end
+          return name
+        end
+      end
+    end
+  end
+  return nil
+end
+
 -- Raises "bad argument #n to 'name' (extramsg)" as luaL_argerror does:
--- the name is the one the caller used, and a method call does not count
--- self.
+-- the name is the one the caller used (or the function's name in a loaded
+-- module), and a method call does not count self.
 local function argerror(n, extramsg)
   local level = foreign_level()
-  local info = debug_getinfo(level - 1, "n") or {}   -- the host function called
-  local name = info.name or "?"
+  local info = debug_getinfo(level - 1, "nf") or {}  -- the host function called
+  local name = info.name or global_name(info.func) or "?"
   if info.namewhat == "method" then
     n = n - 1
     if n == 0 then

@@ -17,6 +17,7 @@ local loop_m = require("owin.test.loop")
 local response = require("owin.test.response")
 local stream = require("owin.test.stream")
 local ws = require("owin.test.websocket")
+local runtime = require("owin.test.runtime")
 
 local type, setmetatable, tostring, tonumber, rawset, ipairs, pairs =
   type, setmetatable, tostring, tonumber, rawset, ipairs, pairs
@@ -397,13 +398,23 @@ local function on_end(task, ok, err, traceback)
   R.finished, R.done = true, true
   R.client.inflight[R] = nil
   if R.socket and R.socket.conv then R.socket.conv.error = R.error end
+  runtime.scope_end(R.scope)                  -- its threads and sockets
+end
+
+-- The client went away (response.cancel): every wait of the request and
+-- of its threads returns "cancelled", its sockets close.
+local function on_cancel(R)
+  runtime.scope_cancel(R.scope)
+  if R.task then R.loop:interrupt(R.task) end
 end
 
 -- Starts the app on the request, in its own task.
 function M.start(R, app)
   R.app = app
   R.client.inflight[R] = true
+  R.scope, R.on_cancel = runtime.scope(), on_cancel
   R.task = R.loop:spawn(main, R, on_end, R)
+  R.task.scope = R.scope
   owin.set_env(R.task.co, R.env)      -- next() finds the env of this coroutine
 end
 
@@ -417,6 +428,7 @@ function M.abandon(R)
   end
   R.finished, R.done = true, true
   R.client.inflight[R] = nil
+  if R.scope then runtime.scope_end(R.scope) end
 end
 -- }======
 

@@ -162,6 +162,7 @@ function M.cancel(R, err)
   token.fire(R.token)
   local t = R.task
   if t and t.wait == "read" then R.loop:wake(t) end
+  if R.on_cancel then R.on_cancel(R) end     -- its threads and sockets
 end
 
 -- Bad input while the app runs (a body over the limit): the status goes

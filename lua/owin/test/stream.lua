@@ -10,11 +10,11 @@ check.own(debug.getinfo(1, "S").source)
 local util = require("owin.test.util")
 local hresponse = require("owin.host.response")
 local response = require("owin.test.response")
+local loop_m = require("owin.test.loop")
 
 local type, setmetatable, getmetatable, tostring, select =
   type, setmetatable, getmetatable, tostring, select
 local math_tointeger, string_format, table_concat = math.tointeger, string.format, table.concat
-local coroutine_running, coroutine_isyieldable = coroutine.running, coroutine.isyieldable
 local raise, tostr, typeerror, argerror = check.raise, check.tostr, check.typeerror,
   check.argerror
 local failure, sysfailure = util.failure, util.sysfailure
@@ -111,7 +111,7 @@ end
 
 local function wait_body(R)
   local t = R.task
-  if t == nil or coroutine_running() ~= t.co or not coroutine_isyieldable() then
+  if t == nil or loop_m.can_wait() ~= t then
     raise("the request body can only wait in its own request's coroutine")
   end
   if not R.feeding then
@@ -256,7 +256,7 @@ local function sendfile(R, path, offset, length, cancel)
     return true
   end
   if not R.serialized then serialize(R, false) end
-  if R.task == nil or coroutine_running() ~= R.task.co or not coroutine_isyieldable() then
+  if R.task == nil or loop_m.can_wait() ~= R.task then
     f:close()
     raise("sendfile.SendAsync can only run in its request's coroutine")
   end

@@ -19,13 +19,12 @@ local loop_m = require("owin.test.loop")
 
 local type, setmetatable, getmetatable, tostring, select, math_type =
   type, setmetatable, getmetatable, tostring, select, math.type
-local coroutine_running, coroutine_isyieldable = coroutine.running, coroutine.isyieldable
 local string_pack, string_unpack, string_rep, table_concat =
   string.pack, string.unpack, string.rep, table.concat
 local utf8_len = utf8.len
 local raise, tostr, typeerror, argerror = hcheck.raise, hcheck.tostr, hcheck.typeerror,
   hcheck.argerror
-local failure, TASKS, fire = util.failure, loop_m.TASKS, token.fire
+local failure, fire = util.failure, token.fire
 
 local M = {}
 
@@ -128,10 +127,9 @@ end
 
 -- Yields the running task until s changes (any task may wait on a socket).
 local function wait(s)
-  local t = TASKS[coroutine_running()]
-  if t == nil or not coroutine_isyieldable() then
-    raise("a WebSocket can only wait inside a request's coroutine")
-  end
+  local t = loop_m.current()
+  if t == nil then raise("a WebSocket can only wait inside a request's coroutine") end
+  t = loop_m.waiter("websocket")
   s.waiters[#s.waiters + 1] = t
   return s.loop:wait(t, "ws")
 end
@@ -311,7 +309,7 @@ local function close(s, code, reason)
   end
   send_close(s, code, reason)
   settle(s)
-  if TASKS[coroutine_running()] == nil or not coroutine_isyieldable() then return true end
+  if loop_m.can_wait() == nil then return true end
   while s.open and not s.close_rcvd do wait(s) end
   detach(s)
   return true
