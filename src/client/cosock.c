@@ -636,6 +636,9 @@ static int tcp_take (lua_State *L) {
     pool_release(u->slot);
     u->slot = NULL;
   }
+  owl_task_t *t = owl_task_of(L);
+  if (t != NULL && owl_task_cancelled(t))
+    return owl_task_pause(L, t, 0, take_k);
   return take_k(L, LUA_OK, 0);
 }
 
@@ -711,7 +714,7 @@ static int tcp_connect_addr (lua_State *L) {
   tcp_ud_t *u = checkud(L);
   owl_task_t *t = owl_task_check(L, "connect");
   if (owl_task_cancelled(t))
-    return owl_push_cancelled(L);
+    return owl_task_pause(L, t, 0, owl_cancelled_k);
   const char *host = luaL_checkstring(L, 2);
   struct sockaddr_storage ss;
   const char *path = NULL;
@@ -837,6 +840,10 @@ static int tcp_send (lua_State *L) {
   if (i < 1) i = 1;
   if (j < 0) j = (lua_Integer)len + j + 1;
   if (j > (lua_Integer)len) j = (lua_Integer)len;
+  if (t != NULL && owl_task_cancelled(t)) {
+    lua_settop(L, 1);
+    return owl_task_pause(L, t, (lua_KContext)(i - 1), send_k);
+  }
   owl_csock_t *s = usable(L, u, t, &ret);
   if (s == NULL) {
     lua_pushinteger(L, i - 1);
@@ -1050,6 +1057,9 @@ static int tcp_receive (lua_State *L) {
   if (!lua_isnoneornil(L, 3))
     luaL_checktype(L, 3, LUA_TSTRING);
   lua_settop(L, 3);
+  owl_task_t *t = owl_task_of(L);
+  if (t != NULL && owl_task_cancelled(t))
+    return owl_task_pause(L, t, (lua_KContext)ctx, recv_k);
   int ret;
   if (reader_ok(L, u, &ret) == NULL)
     return ret == 2 && lua_isnil(L, -2) ? (lua_pushliteral(L, ""), 3) : ret;
@@ -1065,6 +1075,9 @@ static int tcp_receiveany (lua_State *L) {
   lua_settop(L, 1);
   lua_pushnil(L);
   lua_pushnil(L);
+  owl_task_t *t = owl_task_of(L);
+  if (t != NULL && owl_task_cancelled(t))
+    return owl_task_pause(L, t, (lua_KContext)(PAT_ANY | n << 3), recv_k);
   int ret;
   if (reader_ok(L, u, &ret) == NULL)
     return ret;
@@ -1152,6 +1165,9 @@ static int until_reader (lua_State *L) {
     luaL_argcheck(L, n > 0, 1, "size must be positive");
   }
   lua_settop(L, 1);
+  owl_task_t *t = owl_task_of(L);
+  if (t != NULL && owl_task_cancelled(t))
+    return owl_task_pause(L, t, 0, until_k);
   int ret;
   if (reader_ok(L, u, &ret) == NULL)
     return ret;

@@ -173,7 +173,7 @@ static int l_resolve (lua_State *L) {
     return 1;
   owl_task_t *t = owl_task_check(L, "owin.resolve");
   if (owl_task_cancelled(t))
-    return owl_push_cancelled(L);
+    return owl_task_pause(L, t, 0, owl_cancelled_k);
   lookup_t *lk = calloc(1, sizeof *lk);
   if (lk == NULL)
     return luaL_error(L, "not enough memory");

@@ -356,6 +356,9 @@ static int udp_receive (lua_State *L) {
   if (!lua_isnoneornil(L, 2))
     luaL_argcheck(L, luaL_checkinteger(L, 2) > 0, 2, "size must be positive");
   lua_settop(L, 2);
+  owl_task_t *t = owl_task_of(L);
+  if (t != NULL && owl_task_cancelled(t))
+    return owl_task_pause(L, t, 0, recv_k);
   return recv_k(L, LUA_OK, 0);
 }
 
@@ -366,6 +369,9 @@ static int udp_receivefrom (lua_State *L) {
   if (!lua_isnoneornil(L, 2))
     luaL_argcheck(L, luaL_checkinteger(L, 2) > 0, 2, "size must be positive");
   lua_settop(L, 2);
+  owl_task_t *t = owl_task_of(L);
+  if (t != NULL && owl_task_cancelled(t))
+    return owl_task_pause(L, t, 1, recv_k);
   return recv_k(L, LUA_OK, 1);
 }
 

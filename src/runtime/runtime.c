@@ -111,6 +111,36 @@ static int sleep_k (lua_State *L, int status, lua_KContext ctx) {
 }
 
 
+/* Yields t for ms milliseconds; k(L, ctx) continues. */
+static int timed_wait (lua_State *L, owl_task_t *t, uint64_t ms, lua_KContext ctx,
+                       lua_KFunction k) {
+  owl_sleep_t *sl = malloc(sizeof *sl);
+  if (sl == NULL)
+    return luaL_error(L, "not enough memory");
+  uv_timer_init(owl_srv.loop, &sl->timer);
+  sl->timer.data = (void *)&sleep_tag;
+  sl->task = t;
+  /* at least 1 ms: a zero timer started from a timer callback is due at
+  ** once, and a loop of owin.sleep(0) would keep libuv in its timer phase
+  ** (no I/O, no clock update) for ever */
+  uv_timer_start(&sl->timer, on_sleep, ms > 0 ? ms : 1, 0);
+  return owl_task_wait(L, t, OWL_WAIT_SLEEP, sleep_unwait, sl, ctx, k);
+}
+
+
+int owl_cancelled_k (lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  return owl_push_cancelled(L);
+}
+
+
+int owl_task_pause (lua_State *L, owl_task_t *t, lua_KContext ctx, lua_KFunction k) {
+  if (t == NULL || !owl_task_can_wait(L))
+    return k(L, LUA_OK, ctx);
+  return timed_wait(L, t, 0, ctx, k);
+}
+
+
 /* owin.sleep(seconds) -> true, or nil, "cancelled": yields the calling
 ** coroutine for that long. */
 static int l_sleep (lua_State *L) {
@@ -118,15 +148,8 @@ static int l_sleep (lua_State *L) {
   luaL_argcheck(L, s >= 0 && s < 1e9, 1, "must be a number of seconds from 0");
   owl_task_t *t = owl_task_check(L, "owin.sleep");
   if (owl_task_cancelled(t))
-    return owl_push_cancelled(L);
-  owl_sleep_t *sl = malloc(sizeof *sl);
-  if (sl == NULL)
-    return luaL_error(L, "not enough memory");
-  uv_timer_init(owl_srv.loop, &sl->timer);
-  sl->timer.data = (void *)&sleep_tag;
-  sl->task = t;
-  uv_timer_start(&sl->timer, on_sleep, (uint64_t)(s * 1000 + 0.5), 0);
-  return owl_task_wait(L, t, OWL_WAIT_SLEEP, sleep_unwait, sl, 0, sleep_k);
+    return owl_task_pause(L, t, 0, sleep_k);
+  return timed_wait(L, t, (uint64_t)(s * 1000 + 0.5), 0, sleep_k);
 }
 
 

@@ -342,6 +342,16 @@ void owl_token_fire (lua_State *L, int idx);
 int owl_sleep_dispose (uv_handle_t *h);
 /* Pushes nil, "cancelled": what a wait of a cancelled task returns. */
 int owl_push_cancelled (lua_State *L);
+/*
+** For a cancelled task: lets the loop run once (a zero timer), then k(L,
+** ctx) gives the answer.  A wait of a cancelled task returns "cancelled"
+** without waiting for its event, but never without yielding: an app that
+** ignores the answer and waits again in a loop must not hold the worker
+** (the graceful timeout still fires and ends it).
+*/
+int owl_task_pause (lua_State *L, owl_task_t *t, lua_KContext ctx, lua_KFunction k);
+/* A continuation that returns nil, "cancelled". */
+int owl_cancelled_k (lua_State *L, int status, lua_KContext ctx);
 
 /* }====== */
 

@@ -347,21 +347,29 @@ static void add_waiter (lua_State *L, int ti, owl_task_t *t) {
 }
 
 
+/* A wait for threads is forgotten by its wait_seq: nothing to undo. */
+static void thread_unwait (owl_task_t *t) {
+  (void)t;
+}
+
+
 static int th_wait_k (lua_State *L, int status, lua_KContext ctx) {
   owl_thread_t *th = checkthread(L, 1);
-  (void)status; (void)ctx;
+  (void)status;
   if (th->done)
     return push_results(L, 1);
   owl_task_t *t = owl_task_check(L, "thread:wait");
   if (&th->task == t)
     return luaL_error(L, "a thread cannot wait for itself");
   if (owl_task_cancelled(t)) {
+    if (ctx == 0)                           /* once through the loop first */
+      return owl_task_pause(L, t, 1, th_wait_k);
     lua_pushboolean(L, 0);
     lua_pushliteral(L, "cancelled");
     return 2;
   }
   add_waiter(L, 1, t);
-  return owl_task_wait(L, t, OWL_WAIT_THREAD, NULL, NULL, 0, th_wait_k);
+  return owl_task_wait(L, t, OWL_WAIT_THREAD, thread_unwait, NULL, 1, th_wait_k);
 }
 
 
@@ -375,7 +383,7 @@ static int th_wait (lua_State *L) {
 
 static int l_wait_k (lua_State *L, int status, lua_KContext ctx) {
   int n = lua_gettop(L);
-  (void)status; (void)ctx;
+  (void)status;
   for (int i = 1; i <= n; i++)
     if (checkthread(L, i)->done) {
       lua_pushvalue(L, i);
@@ -383,6 +391,8 @@ static int l_wait_k (lua_State *L, int status, lua_KContext ctx) {
     }
   owl_task_t *t = owl_task_check(L, "owin.wait");
   if (owl_task_cancelled(t)) {
+    if (ctx == 0)                           /* once through the loop first */
+      return owl_task_pause(L, t, 1, l_wait_k);
     lua_pushnil(L);
     lua_pushboolean(L, 0);
     lua_pushliteral(L, "cancelled");
@@ -393,7 +403,7 @@ static int l_wait_k (lua_State *L, int status, lua_KContext ctx) {
       return luaL_error(L, "a thread cannot wait for itself");
     add_waiter(L, i, t);
   }
-  return owl_task_wait(L, t, OWL_WAIT_THREAD, NULL, NULL, 0, l_wait_k);
+  return owl_task_wait(L, t, OWL_WAIT_THREAD, thread_unwait, NULL, 1, l_wait_k);
 }
 
 
