@@ -55,7 +55,10 @@ ALL_CFLAGS = -std=gnu99 $(CFLAGS) -Isrc -I$(LUA_INCDIR) -I$(LLHTTP_INCDIR) -Ibui
 Z_LIBS ?= -lz
 LIBS = $(LUA_LIBS) $(UV_LIBS) $(Z_LIBS) -lm
 
-CODEC_SRCS = src/codec/chunked.c src/codec/ws.c src/codec/ws_handshake.c src/runtime/codec_lua.c
+CODEC_SRCS = src/codec/buf.c src/codec/chunked.c src/codec/http_resp.c src/codec/ws.c \
+             src/codec/ws_handshake.c src/client/httpc.c src/runtime/codec_lua.c
+# llhttp for the codec module (the response parser), compiled for a shared object
+CODEC_LLHTTP_OBJS = $(LLHTTP_OBJS:build/llhttp/%=build/pic/llhttp/%)
 
 .PHONY: all deps browser-deps run test test-unit test-e2e test-browser install \
         uninstall clean bench bench-smoke fuzz fuzz-smoke fuzz-build
@@ -100,9 +103,9 @@ build/hostile: tools/hostile/hostile.c
 	$(CC) -std=gnu99 $(CFLAGS) $(WARNINGS) -o $@ $<
 
 # The pure codecs as a Lua module, for their unit specs.
-build/owl_codec.so: $(CODEC_SRCS) $(HEADERS)
+build/owl_codec.so: $(CODEC_SRCS) $(CODEC_LLHTTP_OBJS) $(HEADERS)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(WARNINGS) -fPIC -shared -o $@ $(CODEC_SRCS) -lz
+	$(CC) $(ALL_CFLAGS) $(WARNINGS) -fPIC -shared -o $@ $(CODEC_SRCS) $(CODEC_LLHTTP_OBJS) -lz
 
 # The reason phrases, made from the Lua hosts' table (one list for all).
 build/reasons.h: lua/owin/host/status.lua tools/gen-reasons.lua
@@ -122,6 +125,10 @@ build/asan/%.o: src/%.c $(HEADERS)
 build/llhttp/%.o: $(LLHTTP_SRCDIR)/%.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -w -c -o $@ $<
+
+build/pic/llhttp/%.o: $(LLHTTP_SRCDIR)/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -fPIC -w -c -o $@ $<
 
 build/asan/llhttp/%.o: $(LLHTTP_SRCDIR)/%.c
 	@mkdir -p $(@D)
