@@ -272,9 +272,8 @@ static int l_parser (lua_State *L) {
   if (!lua_isnoneornil(L, 1)) {
     luaL_checktype(L, 1, LUA_TTABLE);
     if (lua_getfield(L, 1, "method") != LUA_TNIL) {
-      const char *m = lua_tostring(L, -1);
       luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 1, "method must be a string");
-      head_req = strcmp(m, "HEAD") == 0;
+      head_req = strcmp(lua_tostring(L, -1), "HEAD") == 0;
     }
     lua_pop(L, 1);
     lim.max_header_bytes = (size_t)optsize(L, "max_header_bytes");

@@ -13,7 +13,9 @@
 **
 ** While a head is parsed, llhttp is given at most the bytes left under
 ** max_header_bytes, so the limit holds whatever the read sizes are.
-** scanhead refuses a bare CR, a bare LF and obs-fold in what llhttp took.
+** scanhead refuses a bare CR, a bare LF and obs-fold in what llhttp took
+** (and, when llhttp refused a byte, in the bytes up to that one: the first
+** fault in the stream is the one reported, whatever the reads were).
 */
 
 #include <stdio.h>
@@ -71,8 +73,10 @@ static const char *llhttp_why (owl_resp_t *r, llhttp_errno_t e) {
              : "invalid response: Content-Length given twice";
     case HPE_INVALID_CONTENT_LENGTH:
       return "invalid response: invalid Content-Length";
-    case HPE_INVALID_HEADER_TOKEN:
-      return "invalid response: invalid character in a header field";
+    case HPE_INVALID_HEADER_TOKEN:     /* a name, or a line with no colon */
+      return reason != NULL && strstr(reason, "value") != NULL
+             ? "invalid response: invalid character in a header value"
+             : "invalid response: invalid header name";
     case HPE_INVALID_CONSTANT:
     case HPE_INVALID_STATUS:
       return "invalid response: not an HTTP/1.x status line";
@@ -421,10 +425,10 @@ static long parse_head (owl_resp_t *r, const char *p, size_t n) {
   if (e == HPE_PAUSED)
     used = (size_t)(llhttp_get_error_pos(&r->parser) - p);
   else if (e != HPE_OK) {
-    /* the first fault in the byte stream decides: a bare CR or LF before
-    ** the point where llhttp or a callback refused, whatever the splits */
+    /* the first fault in the byte stream decides: a bare CR or LF up to
+    ** the byte llhttp or a callback refused, whatever the splits */
     const char *at = llhttp_get_error_pos(&r->parser);
-    size_t upto = at != NULL && at >= p && at <= p + k ? (size_t)(at - p) : k;
+    size_t upto = at != NULL && at >= p && at < p + k ? (size_t)(at - p) + 1 : k;
     const char *why = scanhead(r, p, upto);
     if (why != NULL)
       return fail(r, OWL_RESP_EPROTO, why);
