@@ -176,7 +176,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 60
 FUZZ_CFLAGS ?= -g -O1 -fno-omit-frame-pointer
 FUZZ_SANITIZE ?= address,undefined
-FUZZ_HARNESSES = chunked ws_frame ws_inflate ws_handshake http_head
+FUZZ_HARNESSES = chunked ws_frame ws_inflate ws_handshake http_head http_resp
 FUZZ_BINS = $(FUZZ_HARNESSES:%=build/fuzz/%)
 FUZZ_ALL_CFLAGS = -std=gnu99 $(FUZZ_CFLAGS) -fno-sanitize-recover=undefined \
                   -I$(LUA_INCDIR) -I$(LLHTTP_INCDIR) -Isrc -Ibuild -D_GNU_SOURCE
@@ -197,6 +197,11 @@ build/fuzz/ws_frame build/fuzz/ws_inflate: build/fuzz/%: fuzz/%.c fuzz/ws_util.h
 build/fuzz/ws_handshake: fuzz/ws_handshake.c src/codec/ws_handshake.c $(HEADERS)
 	@mkdir -p $(@D)
 	$(FUZZ_LINK) -o $@ fuzz/ws_handshake.c src/codec/ws_handshake.c
+
+build/fuzz/http_resp: fuzz/http_resp.c build/fuzz/obj/codec/http_resp.o build/fuzz/obj/codec/chunked.o \
+                      build/fuzz/obj/codec/buf.o $(LLHTTP_OBJS:build/llhttp/%=build/fuzz/obj/llhttp/%)
+	@mkdir -p $(@D)
+	$(FUZZ_LINK) -o $@ $^
 
 build/fuzz/http_head: fuzz/http_head.c $(FUZZ_OBJS)
 	$(FUZZ_LINK) -o $@ fuzz/http_head.c $(FUZZ_OBJS) $(LIBS) $(LDFLAGS)

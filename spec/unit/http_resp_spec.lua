@@ -386,6 +386,10 @@ describe("#unit http response parser", function()
       { OK .. "X: a\rb\r\n\r\n", "invalid response: bare CR in the head" },
       { OK .. "X: a\r\r\n\r\n", "invalid response: bare CR in the head" },
       { OK .. "\r\r\n", "invalid response: bare CR in the head" },
+      -- the first fault in the bytes is the one reported
+      { "HTTP/1.1 200 OK\r\vX: a\r\n b\r\n\r\n", "invalid response: bare CR in the head" },
+      { "HTTP/1.1 200 OK\r\nX: a\r\n b\r\nY: a\rb\r\n\r\n",
+        "invalid response: obs-fold (a header line starting with whitespace)" },
       -- header lines
       { OK .. "X: a\r\n b\r\n\r\n", "invalid response: obs-fold (a header line starting with whitespace)" },
       { OK .. "X: a\r\n\tb\r\n\r\n", "invalid response: obs-fold (a header line starting with whitespace)" },

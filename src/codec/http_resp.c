@@ -27,8 +27,8 @@
 
 enum { S_HEAD, S_BODY, S_DONE, S_FAILED };
 
-/* where llhttp is within a header line */
-enum { H_LINE, H_NAME, H_VALUE0, H_VALUE };
+/* where llhttp is: the status line, then within a header line */
+enum { H_START, H_LINE, H_NAME, H_VALUE0, H_VALUE };
 
 #define RP(p) ((owl_resp_t *)(p)->data)
 
@@ -49,13 +49,24 @@ static long fail (owl_resp_t *r, long code, const char *why) {
 }
 
 
-/* A callback refuses the head: llhttp stops, parse_head reports why. */
-static int refuse (owl_resp_t *r, long code, const char *why) {
+/*
+** A callback refuses the head: llhttp stops, parse_head reports why.  at
+** is the byte at fault when there is one (in the read being parsed), so
+** that a bare CR or LF before it is reported instead, and one after it is
+** not: the first fault in the stream wins, however it was split.
+*/
+static int refuse_at (owl_resp_t *r, long code, const char *why, const char *at) {
   if (r->err == 0) {            /* the first refusal decides */
     r->err = code;
     r->why = why;
+    r->fault = at;
   }
   return -1;
+}
+
+
+static int refuse (owl_resp_t *r, long code, const char *why) {
+  return refuse_at(r, code, why, NULL);
 }
 
 
@@ -120,6 +131,8 @@ static int field_new (owl_resp_t *r) {
 
 static int field_add (owl_resp_t *r, const char *at, size_t n, int lower) {
   size_t start = r->head.len;
+  if (n == 0)
+    return 0;
   if (owl_buf_append(&r->head, at, n))
     return -1;
   if (lower) {
@@ -144,7 +157,7 @@ static int field_is (const owl_resp_t *r, size_t i, const char *s, size_t n) {
 static void head_reset (owl_resp_t *r) {
   r->head.len = 0;
   r->fields.len = 0;
-  r->hstate = H_LINE;
+  r->hstate = H_START;
   r->line_len = 0;
   r->closing = r->keep_token = 0;
   r->has_te = r->chunked_te = r->bad_te = 0;
@@ -159,8 +172,8 @@ static int on_status (llhttp_t *p, const char *at, size_t n) {
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)at[i];
     if ((c < 0x20 && c != '\t') || c == 0x7f)
-      return refuse(r, OWL_RESP_EPROTO,
-                    "invalid response: control character in the reason phrase");
+      return refuse_at(r, OWL_RESP_EPROTO,
+                       "invalid response: control character in the reason phrase", at + i);
   }
   if (nfields(r) == 0 && field_new(r))
     return refuse(r, OWL_RESP_ENOMEM, "out of memory");
@@ -168,13 +181,19 @@ static int on_status (llhttp_t *p, const char *at, size_t n) {
 }
 
 
-static int on_header_field (llhttp_t *p, const char *at, size_t n) {
+/* The status line ended: field 0, the reason, exists from here on. */
+static int on_status_complete (llhttp_t *p) {
   owl_resp_t *r = RP(p);
   if (nfields(r) == 0 && field_new(r))  /* no reason phrase came */
     return refuse(r, OWL_RESP_ENOMEM, "out of memory");
+  r->hstate = H_LINE;
+  return 0;
+}
+
+
+static int on_header_field (llhttp_t *p, const char *at, size_t n) {
+  owl_resp_t *r = RP(p);
   if (r->hstate == H_LINE) {            /* a new header line */
-    if ((nfields(r) - 1) / 2 >= r->lim.max_headers)
-      return refuse(r, OWL_RESP_E2BIG, "too many response header lines");
     if (field_new(r))
       return refuse(r, OWL_RESP_ENOMEM, "out of memory");
     r->hstate = H_NAME;
@@ -183,7 +202,7 @@ static int on_header_field (llhttp_t *p, const char *at, size_t n) {
     return refuse(r, OWL_RESP_EPROTO, "invalid response: malformed header line");
   for (size_t i = 0; i < n; i++)
     if (!owl_istchar((unsigned char)at[i]))
-      return refuse(r, OWL_RESP_EPROTO, "invalid response: invalid header name");
+      return refuse_at(r, OWL_RESP_EPROTO, "invalid response: invalid header name", at + i);
   return field_add(r, at, n, 1) ? refuse(r, OWL_RESP_ENOMEM, "out of memory") : 0;
 }
 
@@ -192,6 +211,11 @@ static int on_header_field_complete (llhttp_t *p) {
   owl_resp_t *r = RP(p);
   if (r->hstate != H_NAME || field(r, nfields(r) - 1)[1] == 0)
     return refuse(r, OWL_RESP_EPROTO, "invalid response: empty header name");
+  /* counted once the name is whole: llhttp drops the last span of a read
+  ** it fails in, so a check on the span could see what a single read
+  ** would not (and report the line count where llhttp refuses the name) */
+  if (nfields(r) / 2 > r->lim.max_headers)   /* the reason, and a name */
+    return refuse(r, OWL_RESP_E2BIG, "too many response header lines");
   r->hstate = H_VALUE0;
   return 0;
 }
@@ -236,6 +260,7 @@ static int on_headers_complete (llhttp_t *p) {
 static void init_settings (void) {
   llhttp_settings_init(&settings);
   settings.on_status = on_status;
+  settings.on_status_complete = on_status_complete;
   settings.on_header_field = on_header_field;
   settings.on_header_field_complete = on_header_field_complete;
   settings.on_header_value = on_header_value;
@@ -250,7 +275,8 @@ static void init_settings (void) {
 /*
 ** Head bytes may not hold a bare LF or a bare CR (RFC 9112 2.2), nor start
 ** a line with SP or HTAB (obs-fold, 5.2).  r->last is the byte before p.
-** Returns why p[0..n) is refused, or NULL.
+** Returns why p[0..n) is refused, or NULL: the fault that comes first in
+** the bytes, so that the answer does not depend on how they were split.
 */
 static const char *scanhead (owl_resp_t *r, const char *p, size_t n) {
   static const char bare_cr[] = "invalid response: bare CR in the head";
@@ -263,21 +289,29 @@ static const char *scanhead (owl_resp_t *r, const char *p, size_t n) {
     return bare_cr;
   if (r->last == '\n' && (p[0] == ' ' || p[0] == '\t'))
     return fold;
-  const char *e = p + n, *lf = p, *cr = p;
+  const char *e = p + n, *lf = p, *cr = p, *at = e, *why = NULL;
   while ((lf = memchr(lf, '\n', (size_t)(e - lf))) != NULL) {
-    if ((lf == p ? r->last : (unsigned char)lf[-1]) != '\r')
-      return bare_lf;
+    if ((lf == p ? r->last : (unsigned char)lf[-1]) != '\r') {
+      at = lf;
+      why = bare_lf;
+      break;
+    }
     if (++lf == e)
       break;
-    if (*lf == ' ' || *lf == '\t')
-      return fold;
+    if (*lf == ' ' || *lf == '\t') {
+      at = lf;
+      why = fold;
+      break;
+    }
   }
-  while ((cr = memchr(cr, '\r', (size_t)(e - cr))) != NULL) {
+  while ((cr = memchr(cr, '\r', (size_t)(at - cr))) != NULL) {
     if (++cr == e)
       break;                            /* the next bytes say */
     if (*cr != '\n')
-      return bare_cr;
+      return bare_cr;                   /* before the LF fault, if any */
   }
+  if (why != NULL)
+    return why;
   r->last = (unsigned char)e[-1];
   return NULL;
 }
@@ -415,6 +449,40 @@ static long head_done (owl_resp_t *r) {
 }
 
 
+/*
+** llhttp 8.1 drops the span it was collecting when it fails (the callback
+** never sees it), and takes SP inside a field name.  When it fails within
+** a name, the name's bytes in this read, from the start of its line up to
+** the error, are checked here as on_header_field would have: so a name
+** such as "X Y" followed by a bad byte is refused for the name whether or
+** not a read ended inside it.  Returns the first byte that is not a tchar
+** (before any CR), or NULL.
+*/
+static const char *unseen_name_fault (owl_resp_t *r, const char *p, const char *at) {
+  if (r->hstate != H_LINE && r->hstate != H_NAME)
+    return NULL;
+  const char *s = at;
+  while (s > p && s[-1] != '\n' && s[-1] != '\r')
+    s--;                                /* llhttp ends a line at a bare CR */
+  for (; s < at && *s != '\r'; s++)     /* a CR is scanhead's to judge */
+    if (!owl_istchar((unsigned char)*s))
+      return s;
+  return NULL;
+}
+
+
+/*
+** Is llhttp's error position the byte it refused?  For these errors it
+** is, and that byte was read; for the others (a bad version digit, ...)
+** the position is the byte after the fault, which a read may end before:
+** left out, every split sees the same bytes.
+*/
+static int refuses_byte (llhttp_errno_t e) {
+  return e == HPE_INVALID_HEADER_TOKEN || e == HPE_CR_EXPECTED || e == HPE_LF_EXPECTED ||
+         e == HPE_INVALID_CONTENT_LENGTH || e == HPE_INVALID_CONSTANT;
+}
+
+
 /* Runs llhttp over head bytes; returns the bytes it took or an error. */
 static long parse_head (owl_resp_t *r, const char *p, size_t n) {
   size_t room = r->lim.max_header_bytes - r->head_bytes;
@@ -425,10 +493,20 @@ static long parse_head (owl_resp_t *r, const char *p, size_t n) {
   if (e == HPE_PAUSED)
     used = (size_t)(llhttp_get_error_pos(&r->parser) - p);
   else if (e != HPE_OK) {
-    /* the first fault in the byte stream decides: a bare CR or LF up to
-    ** the byte llhttp or a callback refused, whatever the splits */
+    /* the first fault in the byte stream decides, whatever the splits: a
+    ** bare CR, a bare LF or obs-fold up to the byte a callback or llhttp
+    ** refused (see refuses_byte), or else before llhttp's error position */
     const char *at = llhttp_get_error_pos(&r->parser);
-    size_t upto = at != NULL && at >= p && at < p + k ? (size_t)(at - p) + 1 : k;
+    size_t upto = k;
+    if (!r->err && at != NULL && at >= p && at <= p + k) {
+      const char *bad = unseen_name_fault(r, p, at);
+      if (bad != NULL)
+        refuse_at(r, OWL_RESP_EPROTO, "invalid response: invalid header name", bad);
+    }
+    if (r->err && r->fault != NULL && r->fault >= p && r->fault < p + k)
+      upto = (size_t)(r->fault - p) + 1;
+    else if (at != NULL && at >= p && at <= p + k)
+      upto = (size_t)(at - p) + (!r->err && at < p + k && refuses_byte(e));
     const char *why = scanhead(r, p, upto);
     if (why != NULL)
       return fail(r, OWL_RESP_EPROTO, why);
@@ -591,7 +669,7 @@ const char *owl_resp_error (const owl_resp_t *r) {
 
 
 const char *owl_resp_reason (const owl_resp_t *r, size_t *len) {
-  if (nfields(r) == 0) {
+  if (nfields(r) == 0 || r->head.base == NULL) {   /* none, or empty */
     *len = 0;
     return "";
   }

@@ -125,6 +125,7 @@ struct owl_resp {
   int hstate;                   /* where llhttp is within a header line */
   long err;                     /* once failed: the code every call returns */
   const char *why;              /* ... and the message */
+  const char *fault;            /* the byte a callback refused, or NULL */
   char msg[96];                 /* a message made from llhttp's reason */
   owl_resp_limits_t lim;
   size_t head_bytes;            /* bytes of the heads so far */
