@@ -448,8 +448,9 @@ local function read_body(c, n)
   end
 end
 
--- Sends the request; returns true or nil, err.  A body function's error
--- is raised again, after the connection is closed.
+-- Sends the request; returns true or nil, err.  A body function returns
+-- the next piece, nil at the end, or nil, err to abandon the request; an
+-- error it raises is raised again, after the connection is closed.
 local function send_request(c, u)
   local req, sock = c.req, c.sock
   local head = build_head(req, u)
@@ -464,12 +465,17 @@ local function send_request(c, u)
   c.called = true                               -- the body cannot be replayed now
   local length, sent = req.length, 0
   while true do
-    local okc, chunk = pcall(body)
+    local okc, chunk, ferr = pcall(body)
     if not okc then
-      fail(c, "the body function failed")
+      fail(c, "the body function raised an error")
       error(chunk, 0)
     end
-    if chunk == nil then break end
+    if chunk == nil then
+      -- nil, err: the body cannot be had (a client's upload broke off);
+      -- the request must not look complete to the server
+      if ferr ~= nil then return nil, "body: " .. tostring(ferr) end
+      break
+    end
     if type(chunk) ~= "string" then
       fail(c, "bad body chunk")
       error("bad argument #1 to 'request' (body function returned a " .. type(chunk) ..

@@ -189,6 +189,20 @@ describe("#unit owin.http", function()
       assert.equal("closed", net.conns[#net.conns].state)
     end)
 
+    it("nothing more, and closes, when a body function returns nil, err", function()
+      serve_ok("")
+      local n = 0
+      local res, err = http.request{ method = "POST", url = "http://127.0.0.1:8080/up", body = function()
+        n = n + 1
+        if n == 1 then return "part" end
+        return nil, "ECONNRESET: client closed the connection", "ECONNRESET"
+      end }
+      assert.is_nil(res)
+      assert.equal("body: ECONNRESET: client closed the connection", err)
+      assert.equal("closed", net.conns[1].state)
+      assert.equal("4\r\npart\r\n", net.conns[1].sent:match("\r\n\r\n(.*)$"))   -- no last chunk
+    end)
+
     it("Connection: close when keepalive is false", function()
       serve_ok("")
       assert(http.request{ url = "http://127.0.0.1:8080/", keepalive = false })
