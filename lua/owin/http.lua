@@ -29,14 +29,14 @@ local owin = require("owin")
 local ok_core, core = pcall(require, "owin.core")
 if not ok_core then core = nil end
 
-local type, error, tostring, tonumber, pairs, ipairs, pcall, select =
-  type, error, tostring, tonumber, pairs, ipairs, pcall, select
+local type, error, tostring, tonumber, pairs, ipairs, pcall =
+  type, error, tostring, tonumber, pairs, ipairs, pcall
 local setmetatable, rawequal = setmetatable, rawequal
-local math_type = math.type
-local string_format, string_lower, string_upper, string_sub, string_find, string_match =
-  string.format, string.lower, string.upper, string.sub, string.find, string.match
-local string_gsub = string.gsub
-local table_concat, table_sort = table.concat, table.sort
+local math_type, math_huge = math.type, math.huge
+local string_format, string_lower, string_sub, string_find, string_match, string_gsub =
+  string.format, string.lower, string.sub, string.find, string.match, string.gsub
+local table_concat, table_sort, table_insert, table_remove =
+  table.concat, table.sort, table.insert, table.remove
 
 local M = {}
 
@@ -50,7 +50,8 @@ local ATTEMPTS = 3                      -- tries when pooled connections turn ou
 -- RFC 9110 9.2.2: a request that may be sent again after a failure
 local IDEMPOTENT = { GET = true, HEAD = true, OPTIONS = true, TRACE = true, PUT = true,
                      DELETE = true }
--- methods whose request has content even when it is empty (RFC 9110 8.6)
+-- methods that give content a meaning: Content-Length: 0 when there is
+-- none (RFC 9110 8.6)
 local WITH_CONTENT = { POST = true, PUT = true, PATCH = true }
 local REDIRECT = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
 -- header fields the caller may not set: this module frames the message
@@ -77,7 +78,7 @@ local function bad_value(s)
 end
 
 local function check_seconds(v, what)
-  if type(v) ~= "number" or not (v > 0) or v == math.huge then
+  if type(v) ~= "number" or v ~= v or v <= 0 or v == math_huge then   -- v ~= v: NaN
     return nil, what .. " must be a number of seconds > 0, got " .. tostring(v)
   end
   return v
@@ -155,7 +156,8 @@ end
 -- RFC 3986 5.2.4, for a path that starts with "/": "." and ".."
 -- segments go.
 local function remove_dots(path)
-  local segs, n, i, last = {}, 0, 2, nil
+  local segs, n, i = {}, 0, 2
+  local last
   while true do
     local j = string_find(path, "/", i, true)
     local seg = string_sub(path, i, (j or 0) - 1)
@@ -272,7 +274,7 @@ local function check(opts, level)
       local ok, e = header_lines(lines, name, lname, v)
       if not ok then argerror(e, level) end
       if lname == "host" then                   -- RFC 9112 3.2: Host first
-        table.insert(lines, 1, table.remove(lines))
+        table_insert(lines, 1, table_remove(lines))
       end
     end
   end
@@ -295,10 +297,13 @@ local function check(opts, level)
   local t = opts.timeout
   local ct, st, rt = DEFAULT_TIMEOUT, DEFAULT_TIMEOUT, DEFAULT_TIMEOUT
   if type(t) == "table" then
-    local e
-    if t.connect ~= nil then ct, e = check_seconds(t.connect, "timeout.connect") if not ct then argerror(e, level) end end
-    if t.send ~= nil then st, e = check_seconds(t.send, "timeout.send") if not st then argerror(e, level) end end
-    if t.read ~= nil then rt, e = check_seconds(t.read, "timeout.read") if not rt then argerror(e, level) end end
+    local function seconds(k, default)
+      if t[k] == nil then return default end
+      local v, e = check_seconds(t[k], "timeout." .. k)
+      if not v then argerror(e, level + 1) end
+      return v
+    end
+    ct, st, rt = seconds("connect", ct), seconds("send", st), seconds("read", rt)
   elseif t ~= nil then
     local v, e = check_seconds(t, "timeout")
     if not v then argerror(e, level) end

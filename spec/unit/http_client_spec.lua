@@ -310,7 +310,9 @@ describe("#unit owin.http", function()
     end)
 
     it("never after an error", function()
-      serve("127.0.0.1", 8080, function() return { response("200 OK", { "Content-Length: 10" }), "abc", { err = "timeout" } } end)
+      serve("127.0.0.1", 8080, function()
+        return { response("200 OK", { "Content-Length: 10" }), "abc", { err = "timeout" } }
+      end)
       local res, err = http.request("http://127.0.0.1:8080/")
       assert.is_nil(res)
       assert.equal("timeout", err)
@@ -598,19 +600,25 @@ describe("#unit owin.http", function()
       { "http://[::1/", "url: bad IPv6 literal in \"[::1\"" },
       { "http://[127.0.0.1]/", "url: bad IPv6 literal in \"[127.0.0.1]\"" },
       { "http://u:p@h/", "url: user:password@ is not supported (send an Authorization header)" },
-      { "http://h/a b", "url: the path or query has a space, a control or a non-ASCII byte (percent-encode it): \"http://h/a b\"" },
+      { "http://h/a b",
+        "url: the path or query has a space, a control or a non-ASCII byte (percent-encode it): \"http://h/a b\"" },
       { { url = "http://h/", method = "G T" }, "method must be a token such as \"GET\", got \"G T\"" },
       { { url = "http://h/", method = "CONNECT" }, "CONNECT is not supported" },
       { { url = "http://h/", body = 5 }, "body must be a string or a function, got number" },
       { { url = "http://h/", headers = "x" }, "headers must be a table, got string" },
       { { url = "http://h/", headers = { ["X Y"] = "1" } }, "header name \"X Y\" is not a token" },
-      { { url = "http://h/", headers = { X = "a\r\nInjected: 1" } }, "header X has a CR, LF or control byte in its value" },
+      { { url = "http://h/", headers = { X = "a\r\nInjected: 1" } },
+        "header X has a CR, LF or control byte in its value" },
       { { url = "http://h/", headers = { X = { "a", {} } } }, "header X: element 2 is a table, not a string" },
-      { { url = "http://h/", headers = { X = true } }, "header X must be a string, a number, an array of them or false, got boolean" },
-      { { url = "http://h/", headers = { ["Transfer-Encoding"] = "chunked" } }, "Transfer-Encoding is set by owin.http, from body" },
+      { { url = "http://h/", headers = { X = true } },
+        "header X must be a string, a number, an array of them or false, got boolean" },
+      { { url = "http://h/", headers = { ["Transfer-Encoding"] = "chunked" } },
+        "Transfer-Encoding is set by owin.http, from body" },
       { { url = "http://h/", headers = { Host = false } }, "Host must be a string" },
-      { { url = "http://h/", headers = { ["Content-Length"] = "5" }, body = "abc" }, "Content-Length is 5 but body has 3 bytes" },
-      { { url = "http://h/", headers = { ["Content-Length"] = "x" }, body = "abc" }, "Content-Length must be digits, got x" },
+      { { url = "http://h/", headers = { ["Content-Length"] = "5" }, body = "abc" },
+        "Content-Length is 5 but body has 3 bytes" },
+      { { url = "http://h/", headers = { ["Content-Length"] = "x" }, body = "abc" },
+        "Content-Length must be digits, got x" },
       { { url = "http://h/", headers = { ["Content-Length"] = 2 } }, "Content-Length is 2 but there is no body" },
       { { url = "http://h/", timeout = 0 }, "timeout must be a number of seconds > 0, got 0" },
       { { url = "http://h/", timeout = { read = -1 } }, "timeout.read must be a number of seconds > 0, got -1" },

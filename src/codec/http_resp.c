@@ -13,9 +13,11 @@
 **
 ** While a head is parsed, llhttp is given at most the bytes left under
 ** max_header_bytes, so the limit holds whatever the read sizes are.
-** scanhead refuses a bare CR, a bare LF and obs-fold in what llhttp took
-** (and, when llhttp refused a byte, in the bytes up to that one: the first
-** fault in the stream is the one reported, whatever the reads were).
+** scanhead refuses a bare CR, a bare LF and obs-fold in what llhttp took.
+** When llhttp or a callback refuses the head, the bytes before the refused
+** one are scanned first: the first fault in the stream is the one
+** reported, however it was split into reads (fuzz/http_resp.c holds the
+** parser to that, message included).
 */
 
 #include <stdio.h>
@@ -93,8 +95,9 @@ static const char *llhttp_why (owl_resp_t *r, llhttp_errno_t e) {
       return "invalid response: not an HTTP/1.x status line";
     case HPE_INVALID_VERSION:
       return "invalid response: HTTP version is not 1.0 or 1.1";
-    case HPE_CR_EXPECTED:
-    case HPE_LF_EXPECTED:
+    case HPE_CR_EXPECTED:               /* an LF with no CR before it */
+      return "invalid response: bare LF in the head";
+    case HPE_LF_EXPECTED:               /* a CR with no LF after it */
       return "invalid response: bare CR in the head";
     default:
       break;
@@ -159,6 +162,8 @@ static void head_reset (owl_resp_t *r) {
   r->fields.len = 0;
   r->hstate = H_START;
   r->line_len = 0;
+  r->last = 0;                          /* a head may not start with SP either,
+                                           but that is no obs-fold */
   r->closing = r->keep_token = 0;
   r->has_te = r->chunked_te = r->bad_te = 0;
 }
@@ -388,8 +393,8 @@ static void scan_fields (owl_resp_t *r) {
     }
     else if (field_is(r, i, "transfer-encoding", 17)) {
       if (r->has_te)
-        r->bad_te = 1;                  /* two lines: one list, chunked last */
-      check_te(r, s, v[1]);             /* would need joining; refused */
+        r->bad_te = 1;                  /* a second line, a second coding */
+      check_te(r, s, v[1]);
     }
   }
 }
@@ -595,7 +600,6 @@ void owl_resp_init (owl_resp_t *r, int head_req, const owl_resp_limits_t *limits
   if (r->lim.max_headers == 0)
     r->lim.max_headers = OWL_RESP_MAX_HEADERS;
   r->head_req = head_req != 0;
-  r->last = '\n';
   r->state = S_HEAD;
   head_reset(r);
   llhttp_init(&r->parser, HTTP_RESPONSE, &settings);
