@@ -231,7 +231,7 @@ local function check(opts, level)
   if type(req.url) ~= "string" then argerror("url must be a string, got " .. type(req.url), level) end
   local u, why, runtime = parse_url(req.url)
   if not u and not runtime then argerror(why, level) end
-  req.target = u                                -- nil with https: request says why
+  req.u = u                                     -- nil with https: request says why
 
   local method = opts.method or "GET"
   if not is_token(method) then
@@ -691,7 +691,7 @@ local function redirected(req, u, status, location)
     end
     nreq.given, nreq.lines = given, lines
   end
-  nreq.target = nu
+  nreq.u = nu
   return nreq, nu
 end
 
@@ -712,7 +712,7 @@ function M.request(opts)
   if not owin.tcp or not (core and core.http_response_parser) then
     error("owin.http needs the owinlua server (owin.tcp and owin.core)", 2)
   end
-  local u = req.target
+  local u = req.u
   if not u then return nil, why end
   local max, left = req.redirects, req.redirects
   while true do
