@@ -27,19 +27,20 @@ APP ?= apps/hello.lua
 
 # The C core by layer, from the bottom (docs/ARCHITECTURE.md): includes
 # point down only.
-SRCS = src/codec/buf.c src/codec/chunked.c src/codec/status.c src/codec/ws.c \
+SRCS = src/codec/buf.c src/codec/chunked.c src/codec/http_resp.c src/codec/status.c src/codec/ws.c \
        src/codec/ws_handshake.c \
        src/net/tcp.c src/net/conn.c \
        src/runtime/runtime.c src/runtime/task.c src/runtime/thread.c \
        src/runtime/headers.c \
-       src/client/cosock.c src/client/udp.c src/client/dns.c \
+       src/client/cosock.c src/client/udp.c src/client/dns.c src/client/httpc.c \
        src/http/http1.c src/http/websocket.c \
        src/request/env.c src/request/request.c src/request/response.c \
        src/request/stream.c src/request/sendfile.c src/request/upgrade.c \
        src/server/server.c src/server/master.c src/server/core.c src/server/main.c
 HEADERS = $(wildcard src/*/*.h)
 LUA_MODULES = lua/owin/init.lua lua/owin/cli.lua lua/owin/options.lua lua/owin/context.lua lua/owin/headers.lua \
-              lua/owin/static.lua lua/owin/websocket.lua lua/owin/wsapi.lua lua/owin/socket.lua \
+              lua/owin/http.lua lua/owin/static.lua lua/owin/websocket.lua lua/owin/wsapi.lua \
+              lua/owin/socket.lua \
               lua/owin/wsapi/app.lua lua/owin/wsapi/handler.lua \
               lua/owin/host/check.lua lua/owin/host/response.lua lua/owin/host/status.lua \
               lua/owin/host/token.lua \
@@ -58,7 +59,10 @@ ALL_CFLAGS = -std=gnu99 $(CFLAGS) -Isrc -I$(LUA_INCDIR) -I$(LLHTTP_INCDIR) -Ibui
 Z_LIBS ?= -lz
 LIBS = $(LUA_LIBS) $(UV_LIBS) $(Z_LIBS) -lm
 
-CODEC_SRCS = src/codec/chunked.c src/codec/ws.c src/codec/ws_handshake.c src/runtime/codec_lua.c
+CODEC_SRCS = src/codec/buf.c src/codec/chunked.c src/codec/http_resp.c src/codec/ws.c \
+             src/codec/ws_handshake.c src/client/httpc.c src/runtime/codec_lua.c
+# llhttp for the codec module (the response parser), compiled for a shared object
+CODEC_LLHTTP_OBJS = $(LLHTTP_OBJS:build/llhttp/%=build/pic/llhttp/%)
 
 .PHONY: all deps browser-deps run test test-unit test-e2e test-browser install \
         uninstall clean bench bench-smoke fuzz fuzz-smoke fuzz-build
@@ -103,9 +107,9 @@ build/hostile: tools/hostile/hostile.c
 	$(CC) -std=gnu99 $(CFLAGS) $(WARNINGS) -o $@ $<
 
 # The pure codecs as a Lua module, for their unit specs.
-build/owl_codec.so: $(CODEC_SRCS) $(HEADERS)
+build/owl_codec.so: $(CODEC_SRCS) $(CODEC_LLHTTP_OBJS) $(HEADERS)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(WARNINGS) -fPIC -shared -o $@ $(CODEC_SRCS) -lz
+	$(CC) $(ALL_CFLAGS) $(WARNINGS) -fPIC -shared -o $@ $(CODEC_SRCS) $(CODEC_LLHTTP_OBJS) -lz
 
 # The reason phrases, made from the Lua hosts' table (one list for all).
 build/reasons.h: lua/owin/host/status.lua tools/gen-reasons.lua
@@ -125,6 +129,10 @@ build/asan/%.o: src/%.c $(HEADERS)
 build/llhttp/%.o: $(LLHTTP_SRCDIR)/%.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -w -c -o $@ $<
+
+build/pic/llhttp/%.o: $(LLHTTP_SRCDIR)/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -fPIC -w -c -o $@ $<
 
 build/asan/llhttp/%.o: $(LLHTTP_SRCDIR)/%.c
 	@mkdir -p $(@D)
@@ -173,7 +181,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 60
 FUZZ_CFLAGS ?= -g -O1 -fno-omit-frame-pointer
 FUZZ_SANITIZE ?= address,undefined
-FUZZ_HARNESSES = chunked ws_frame ws_inflate ws_handshake http_head
+FUZZ_HARNESSES = chunked ws_frame ws_inflate ws_handshake http_head http_resp
 FUZZ_BINS = $(FUZZ_HARNESSES:%=build/fuzz/%)
 FUZZ_ALL_CFLAGS = -std=gnu99 $(FUZZ_CFLAGS) -fno-sanitize-recover=undefined \
                   -I$(LUA_INCDIR) -I$(LLHTTP_INCDIR) -Isrc -Ibuild -D_GNU_SOURCE
@@ -194,6 +202,11 @@ build/fuzz/ws_frame build/fuzz/ws_inflate: build/fuzz/%: fuzz/%.c fuzz/ws_util.h
 build/fuzz/ws_handshake: fuzz/ws_handshake.c src/codec/ws_handshake.c $(HEADERS)
 	@mkdir -p $(@D)
 	$(FUZZ_LINK) -o $@ fuzz/ws_handshake.c src/codec/ws_handshake.c
+
+build/fuzz/http_resp: fuzz/http_resp.c build/fuzz/obj/codec/http_resp.o build/fuzz/obj/codec/chunked.o \
+                      build/fuzz/obj/codec/buf.o $(LLHTTP_OBJS:build/llhttp/%=build/fuzz/obj/llhttp/%)
+	@mkdir -p $(@D)
+	$(FUZZ_LINK) -o $@ $^
 
 build/fuzz/http_head: fuzz/http_head.c $(FUZZ_OBJS)
 	$(FUZZ_LINK) -o $@ fuzz/http_head.c $(FUZZ_OBJS) $(LIBS) $(LDFLAGS)

@@ -1,6 +1,7 @@
 -- Writes the seed corpora of the harnesses (fuzz/corpus/<harness>/) from the
--- requests, bodies and frames of the specs (spec/e2e/rfc9112_spec.lua,
--- spec/unit/chunked_spec.lua, spec/unit/ws_spec.lua, spec/helpers/ws.lua)
+-- requests, responses, bodies and frames of the specs
+-- (spec/e2e/rfc9112_spec.lua, spec/unit/chunked_spec.lua,
+-- spec/unit/http_resp_spec.lua, spec/unit/ws_spec.lua, spec/helpers/ws.lua)
 -- and the examples of RFC 6455 section 5.7 and RFC 7692 section 7.2.3.
 -- The corpora are committed; run this again only to change them:
 --
@@ -369,4 +370,41 @@ local hs = {
   ["key long"] = { string.char(NOPOLICY, 0), string.rep("a", 100) },
 }
 for name, h in pairs(hs) do seed("ws_handshake", name, h[1] .. h[2]) end
+-- }======
+
+
+-- {====== http_resp: a mode byte, then a response (see fuzz/http_resp.c)
+
+local GET_, HEAD_, SMALL, EOF = 0, 1, 2, 4
+local OK = "HTTP/1.1 200 OK\r\n"
+local responses = {
+  ["content-length"] = { GET_, OK .. "Content-Type: text/plain\r\nContent-Length: 11\r\n\r\nhello world" },
+  ["content-length small"] = { SMALL, OK .. "Content-Length: 40\r\n\r\n" .. string.rep("x", 40) },
+  ["chunked"] = { GET_, OK .. "Transfer-Encoding: chunked\r\n\r\n" ..
+    "4;a=1;b=\"x y\"\r\nwiki\r\n5 ; c\r\npedia\r\n0\r\nX-Trailer: v\r\n\r\n" },
+  ["until close"] = { EOF, "HTTP/1.0 200 OK\r\nServer: x\r\n\r\nuntil the end" },
+  ["head"] = { HEAD_, OK .. "Content-Length: 5\r\n\r\n" },
+  ["no content"] = { GET_, "HTTP/1.1 204 No Content\r\n\r\n" },
+  ["not modified"] = { GET_, "HTTP/1.1 304 Not Modified\r\nContent-Length: 100\r\nETag: \"x\"\r\n\r\n" },
+  ["interim"] = { GET_, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\n" ..
+    "Link: </s.css>; rel=preload\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 3\r\n\r\nnew" },
+  ["switching"] = { GET_, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" ..
+    "Connection: Upgrade\r\n\r\n\129\5hello" },
+  ["keep-alive 1.0"] = { GET_, "HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n" },
+  ["close"] = { EOF, OK .. "Connection: close\r\nContent-Length: 2\r\n\r\nhi" },
+  ["fields"] = { GET_, OK .. "Set-Cookie: a=1\r\nX-Empty:\r\nX-Ws: \t padded \t \r\n" ..
+    "SET-COOKIE: b=2; Path=/\r\nX-Obs: caf\xc3\xa9\r\nContent-Length: 0\r\n\r\n" },
+  ["no reason"] = { GET_, "HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n" },
+  ["obs-fold"] = { GET_, OK .. "X: a\r\n b\r\n\r\n" },
+  ["bare lf"] = { GET_, "HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n" },
+  ["bare cr"] = { GET_, OK .. "X: a\rb\r\n\r\n" },
+  ["content-length twice"] = { GET_, OK .. "Content-Length: 2\r\nContent-Length: 2\r\n\r\nhi" },
+  ["content-length and chunked"] = { GET_, OK .. "Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n" },
+  ["gzip chunked"] = { GET_, OK .. "Transfer-Encoding: gzip, chunked\r\n\r\n" },
+  ["bad chunk"] = { GET_, OK .. "Transfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n0\r\n\r\n" },
+  ["many headers"] = { SMALL, OK .. string.rep("X: y\r\n", 6) .. "\r\n" },
+  ["cut body"] = { EOF, OK .. "Content-Length: 5\r\n\r\nabc" },
+  ["pipelined"] = { GET_, OK .. "Content-Length: 2\r\n\r\nhiHTTP/1.1 200 OK\r\n\r\n" },
+}
+for name, r in pairs(responses) do seed("http_resp", name, string.char(r[1]) .. r[2]) end
 -- }======

@@ -20,6 +20,11 @@
 **   codec.ws_close_payload(code, reason) -> payload
 **   codec.utf8_valid(pieces) -> true | false, piece
 **   codec.deflate_negotiate(offer [, policy]) -> params, response | nil
+**
+** The HTTP client's response parser, the very binding owin.core carries
+** (client/httpc.c):
+**   codec.http_response_parser([opts]) -> parser; parser:feed(data),
+**   parser:eof(), parser:done()
 */
 
 #include <string.h>
@@ -27,6 +32,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 
+#include "client/httpc.h"
 #include "codec/chunked.h"
 #include "codec/ws.h"
 
@@ -505,5 +511,6 @@ int luaopen_owl_codec (lua_State *L) {
     {NULL, NULL}
   };
   luaL_newlib(L, funcs);
+  owl_open_httpc(L);
   return 1;
 }

@@ -9,6 +9,7 @@
 
 #include "server/server.h"
 #include "client/client.h"
+#include "client/httpc.h"
 
 
 /* {====== owin.core */
@@ -187,6 +188,7 @@ int luaopen_owin_core (lua_State *L) {
   owl_open_cosock(L);
   owl_open_udp(L);
   owl_open_dns(L);
+  owl_open_httpc(L);
   owl_open_request(L);
   owl_open_env(L);
   owl_open_websocket(L);
