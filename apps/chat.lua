@@ -82,7 +82,18 @@ end
 
 -- {====== sharing rooms between instances through Redis pub/sub
 
-local INSTANCE = string.format("%08x", math.random(0, 0x7fffffff))
+-- This instance's id: random bytes from the kernel (two instances started in
+-- the same second may seed math.random alike).
+local function instance_id()
+  local f = io.open("/dev/urandom", "rb")
+  local bytes = f and f:read(6)
+  if f then f:close() end
+  if not bytes or #bytes < 6 then
+    return string.format("%06x%06x", math.random(0, 0xffffff), math.random(0, 0xffffff))
+  end
+  return (bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+end
+local INSTANCE = instance_id()
 local publish = function() end
 
 if REDIS then
