@@ -440,7 +440,7 @@ local function helpers(state)
     if locals ~= nil and type(locals) ~= "table" then
       error("bad argument #2 to 'include' (table expected, got " .. type(locals) .. ")", 2)
     end
-    local entry, err, kind = engine:_load(name, 3)
+    local entry, err, kind = engine:_load(name, 3, state.seen)
     if not entry then error(err, kind == "syntax" and 0 or 2) end
     return execute(state, entry, merge(merge({}, state.frame.vars), locals), 3)
   end
@@ -460,7 +460,7 @@ local function helpers(state)
     if locals ~= nil and type(locals) ~= "table" then
       error("bad argument #2 to 'layout' (table expected, got " .. type(locals) .. ")", 2)
     end
-    local entry, err, kind = engine:_load(name, 3)
+    local entry, err, kind = engine:_load(name, 3, state.seen)
     if not entry then error(err, kind == "syntax" and 0 or 2) end
     frame.layout, frame.layout_locals = entry, locals
     return ""
@@ -523,9 +523,17 @@ end
 
 -- Loads a template for include() or layout(), called from a template at
 -- `level` (counted from _load): a syntax error says where it was used.
-function Engine:_load(name, level)
-  local entry, err, kind = load_template(self, name)
+-- `seen` (the render's) keeps what was loaded, so that a partial included
+-- in a loop is looked up (and its file checked) once per render.
+function Engine:_load(name, level, seen)
+  local entry = seen and seen[name]
   if entry then return entry end
+  local err, kind
+  entry, err, kind = load_template(self, name)
+  if entry then
+    if seen then seen[name] = entry end
+    return entry
+  end
   if kind == "syntax" then
     local info = debug_getinfo(level, "Sl")
     if info and info.currentline and info.currentline > 0 then
@@ -536,7 +544,7 @@ function Engine:_load(name, level)
 end
 
 local function new_state(engine)
-  local state = { engine = engine, blocks = {}, depth = 0 }
+  local state = { engine = engine, blocks = {}, depth = 0, seen = {} }
   helpers(state)
   return state
 end

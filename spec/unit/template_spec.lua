@@ -470,6 +470,22 @@ describe("owin.template #unit", function()
       assert.are.equal("three", v:render("a"))
     end)
 
+    it("checks each file once per render, however often it is included", function()
+      local fs = fake_fs()
+      local calls = 0
+      local stat = fs.stat
+      fs.stat = function(path)
+        calls = calls + 1
+        return stat(path)
+      end
+      local v = views({ ["list.html"] = "<% for i = 1, 50 do %><%- include('item', { i = i }) %><% end %>",
+        ["item.html"] = "<%= i %>," }, { fs = fs })
+      assert.are.equal(("x"):rep(50), (v:render("list"):gsub("%d+,", "x")))
+      calls = 0
+      v:render("list")
+      assert.are.equal(2, calls)
+    end)
+
     it("compares the text of a file changed in the second it was read", function()
       local fs = fake_fs()
       local v, dir = views({ ["a.html"] = "one" }, { fs = fs })
