@@ -435,14 +435,16 @@ local function helpers(state)
   local engine = state.engine
 
   -- include(name, locals) -> the partial's HTML (write it with <%- %>).
-  -- The partial sees the render's locals and these.
+  -- The partial sees the including template's locals (not what it
+  -- assigned) and these over them.
   function state.include(name, locals)
     if locals ~= nil and type(locals) ~= "table" then
       error("bad argument #2 to 'include' (table expected, got " .. type(locals) .. ")", 2)
     end
     local entry, err, kind = engine:_load(name, 3, state.seen)
     if not entry then error(err, kind == "syntax" and 0 or 2) end
-    return execute(state, entry, merge(merge({}, state.frame.vars), locals), 3)
+    local html = execute(state, entry, merge(merge({}, state.frame.vars), locals), 3)
+    return html                        -- not a tail call: error levels count on it
   end
 
   -- layout(name, locals): wrap this template's output in the layout `name`,
