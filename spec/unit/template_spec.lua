@@ -361,6 +361,19 @@ describe("owin.template #unit", function()
       assert.are.equal("[]", v:render("p"))
     end)
 
+    it("gives a nested partial the locals its parent partial was given", function()
+      local v = views({ ["p.html"] = "<%- include('a', { x = 1 }) %>", ["a.html"] = "<%- include('b', { y = 2 }) %>",
+        ["b.html"] = "<%= x %><%= y %><%= z %>" })
+      assert.are.equal("123", v:render("p", { z = 3 }))
+    end)
+
+    it("sees globals the app adds after the engine was made", function()
+      local v = views({ ["p.html"] = "<%= site %>" })
+      v.globals.site = "S"
+      assert.are.equal("S", v:render("p"))
+      assert.are.equal("local", v:render("p", { site = "local" }))
+    end)
+
     it("takes names with an extension of their own", function()
       local v = views({ ["p.html"] = "<%- include('style.css') %>", ["style.css"] = "b{}" })
       assert.are.equal("b{}", v:render("p"))
@@ -390,6 +403,15 @@ describe("owin.template #unit", function()
         ["page.html"] = "<% layout('base') %><% block('foot', 'by <me>') %>x",
       })
       assert.are.equal("<title>T</title><main>x</main>by &lt;me&gt;", v:render("page", { title = "T" }))
+    end)
+
+    it("lets a partial of the layout write the page's blocks", function()
+      local v = views({
+        ["l.html"] = "<head><%- include('head') %></head><%- content %>",
+        ["head.html"] = "<title><% block('title', 'default') %></title>",
+        ["p.html"] = "<% layout('l') %><% block('title', 'Page') %>body",
+      })
+      assert.are.equal("<head><title>Page</title></head>body", v:render("p"))
     end)
 
     it("has the page as block content too", function()
