@@ -279,7 +279,7 @@ function Body:write(...)
   local held = self.held
   held[#held + 1] = data
   self.held_len = self.held_len + #data
-  if self.held_len >= self.opts.threshold then
+  if self.held_len >= self.opts.threshold and self.held_len > 0 then
     local ok, err, code = decide(self, nil)
     if not ok then return nil, err, code end
   end
@@ -415,7 +415,8 @@ local restore_mt = {
 }
 
 ------------------------------------------------------------------------------
--- The module: compress(opts) -> function(env, next)
+-- The module: compress(opts) -> function(env, next).  The module table's
+-- __call tail-calls compress, so error levels count from compress itself.
 
 local function default_gzip()
   local ok, core = pcall(require, "owin.core")
@@ -425,12 +426,12 @@ end
 local KNOWN = { level = true, threshold = true, filter = true, gzip = true }
 
 local function bad(key, fmt, ...)
-  error(string_format("bad option '%s' to 'compress' (" .. fmt .. ")", key, ...), 4)
+  error(string_format("bad option '%s' to 'compress' (" .. fmt .. ")", key, ...), 3)
 end
 
 local function compress(opts)
   if opts ~= nil and type(opts) ~= "table" then
-    error("bad argument #1 to 'compress' (table of options expected, got " .. type(opts) .. ")", 3)
+    error("bad argument #1 to 'compress' (table of options expected, got " .. type(opts) .. ")", 2)
   end
   opts = opts or {}
   for k in pairs(opts) do
