@@ -103,7 +103,14 @@ local function path(depth)
   return table_concat(parts)
 end
 
+-- What walk() found that lua-cjson cannot write alone: the empty tables
+-- marked as arrays (empties[1..n_empty]), and whether any number needs
+-- more than lua-cjson's 14 digits (or a string is the placeholder below).
+local empties, n_empty, inexact = {}, 0, false
+
 local function fail(depth, fmt, ...)
+  for i = 1, n_empty do empties[i] = nil end
+  n_empty = 0
   error("json.encode: " .. string_format(fmt, ...) .. " at " .. path(depth), 0)
 end
 
@@ -115,15 +122,20 @@ end
 ------------------------------------------------------------------------------
 -- Encoding
 
+-- An empty array is written by lua-cjson as ["<PLACEHOLDER>"] for a moment
+-- (see encode), then replaced by [].  A value holding that string itself
+-- goes to the Lua writer.
+local PLACEHOLDER = "\0owin.json: an empty array\0"
+local PLACEHOLDER_JSON = cjson_encode({ PLACEHOLDER })
+
 -- Checks the table t at `depth` (1 for the value itself) and everything in
--- it; raises what cannot be JSON.  Returns true when lua-cjson cannot write
--- it exactly (an empty array, an integer from 1e14, a float that needs more
+-- it; raises what cannot be JSON.  Notes what lua-cjson cannot write
+-- exactly (empties, inexact: an integer from 1e14, a float that needs more
 -- than 14 digits).
 local function walk(t, depth)
   if depth > MAX_DEPTH then
     fail(depth - 1, "tables nested deeper than %d levels (does a table contain itself?)", MAX_DEPTH)
   end
-  local slow = false
   local n, maxi, strings = 0, 0, false
   for k, x in next, t do
     if type(k) == "string" then
@@ -145,18 +157,19 @@ local function walk(t, depth)
         keys[depth] = k
         fail(depth, "a string is not valid UTF-8")
       end
+      if x == PLACEHOLDER then inexact = true end
     elseif tx == "table" then
       keys[depth] = k
-      if walk(x, depth + 1) then slow = true end
+      walk(x, depth + 1)
     elseif tx == "number" then
       if math_type(x) == "integer" then
-        if x >= MAX_EXACT or x <= -MAX_EXACT then slow = true end
+        if x >= MAX_EXACT or x <= -MAX_EXACT then inexact = true end
       elseif x ~= x or x == huge or x == -huge then
         keys[depth] = k
         fail(depth, "%s cannot be JSON", x ~= x and "NaN" or (x > 0 and "inf" or "-inf"))
       elseif (x % 1 ~= 0 or x >= MAX_EXACT or x <= -MAX_EXACT) and
              tonumber(string_format("%.14g", x)) ~= x then
-        slow = true
+        inexact = true
       end
     elseif tx ~= "boolean" and x ~= null then
       keys[depth] = k
@@ -164,9 +177,11 @@ local function walk(t, depth)
     end
   end
   if n == 0 then
-    return slow or marked(t)
-  end
-  if strings then
+    if marked(t) then
+      n_empty = n_empty + 1
+      empties[n_empty] = t
+    end
+  elseif strings then
     if maxi > 0 then
       fail(depth - 1, "a table with both string keys and array indexes cannot be JSON " ..
         "(mixed keys; make it an object or an array)")
@@ -179,7 +194,6 @@ local function walk(t, depth)
     while t[i] ~= nil do i = i + 1 end
     fail(depth - 1, "an array has a hole at index %d (use json.null for a null element)", i)
   end
-  return slow
 end
 
 -- A number as JSON: integers exactly, floats with the fewest digits (14 to
@@ -241,15 +255,43 @@ local function write(v, buf, n)
   return n
 end
 
+-- lua-cjson's text with each ["<PLACEHOLDER>"] made [].
+local function unplace(out)
+  local parts, n, i = {}, 0, 1
+  while true do
+    local a, b = string_find(out, PLACEHOLDER_JSON, i, true)
+    if a == nil then break end
+    parts[n + 1], parts[n + 2] = string_sub(out, i, a - 1), "[]"
+    n = n + 2
+    i = b + 1
+  end
+  parts[n + 1] = string_sub(out, i)
+  return table_concat(parts)
+end
+
 -- encode(value) -> the JSON text.  Raises when value cannot be JSON.
 local function encode(v)
   local tv = type(v)
   if tv == "table" then
-    if walk(v, 1) then
+    n_empty, inexact = 0, false
+    walk(v, 1)
+    if inexact then
+      for i = 1, n_empty do empties[i] = nil end
       local buf = {}
       return table_concat(buf, "", 1, write(v, buf, 0))
     end
-    return cjson_encode(v)
+    if n_empty == 0 then return cjson_encode(v) end
+    -- The empty arrays hold the placeholder while lua-cjson writes (nothing
+    -- else runs meanwhile: lua-cjson calls no Lua code), then are emptied.
+    local n = n_empty
+    for i = 1, n do rawset(empties[i], 1, PLACEHOLDER) end
+    local ok, out = pcall(cjson_encode, v)
+    for i = 1, n do
+      rawset(empties[i], 1, nil)
+      empties[i] = nil
+    end
+    if not ok then error(out, 0) end
+    return unplace(out)
   elseif tv == "string" then
     if not utf8_len(v) then fail(0, "a string is not valid UTF-8") end
     return cjson_encode(v)
@@ -300,10 +342,15 @@ local function out_of_range()
   error({ "a number is too large for a double (out of range)" })
 end
 
+-- Set by whole() when a float could have been written as an integer that
+-- lua-cjson rounded (a whole number past 2^53 and within 64 bits).
+local rounded = false
+
 -- A float from lua-cjson: whole values up to 2^53 as integers.
 local function whole(x)
   if x % 1 == 0 then
-    if x <= MAX_SAFE and x >= -MAX_SAFE then return math_tointeger(x) end
+    if x < MAX_SAFE and x > -MAX_SAFE then return math_tointeger(x) end
+    if x < 0x1p63 and x >= -0x1p63 then rounded = true end
   elseif x == huge or x == -huge then
     out_of_range()
   end
@@ -313,9 +360,12 @@ end
 -- Puts in place what lua-cjson leaves out (see the header): marks arrays,
 -- makes whole floats integers, undoes rewrite()'s tokens.  Returns the
 -- value that replaces t: t, or the number a long integer's token stands for.
+local empty_arrays = false   -- set by parse(): the text has empty arrays and no empty objects
+
 local function fix(t)
   local x1 = t[1]
   if x1 == nil then                           -- an object (lua-cjson gives string keys)
+    if empty_arrays and next(t) == nil then return setmetatable(t, ARRAY) end
     for k, x in next, t do
       local tx = type(x)
       if tx == "table" then
@@ -401,22 +451,40 @@ local function rewrite(s, longs)
   return table_concat(out)
 end
 
-local LONG = "%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d"     -- 16 digits in a row
+-- Whether the text may hold an empty array (open = "[") or object ("{"):
+-- the bracket, then the closing one or whitespace.  Plain searches, as a
+-- pattern costs ten times more; a false yes (in a string) only costs time.
+local CLOSE = { ["["] = "]", ["{"] = "}" }
 
+local function has_empty(s, open)
+  return string_find(s, open .. CLOSE[open], 1, true) or string_find(s, open .. " ", 1, true) or
+    string_find(s, open .. "\n", 1, true) or string_find(s, open .. "\r", 1, true) or
+    string_find(s, open .. "\t", 1, true)
+end
+
+-- lua-cjson's value, then fix().  Empty tables are objects, or arrays when
+-- the text has empty arrays and no empty object; when it may have both, it
+-- is parsed again with rewrite(), and so it is when fix() met a float that
+-- may have been a long integer (then with those rewritten too).
 local function parse(s)
   local v = strict_decode(s)
   local tv = type(v)
   if tv ~= "table" and tv ~= "number" then return v end      -- a string, a boolean, null
-  local longs = string_find(s, LONG)
-  if longs or (tv == "table" and string_find(s, "%[[ \t\r\n]*%]")) then
-    local s2 = rewrite(s, longs)
+  local arrays = tv == "table" and has_empty(s, "[")
+  local both = arrays and has_empty(s, "{")
+  local longs = false
+  while true do
+    local s2 = (both or longs) and rewrite(s, longs)
     if s2 then
       v = lenient_decode(s2)
-      tv = type(v)
+    elseif v == nil then
+      v = strict_decode(s)
     end
+    rounded, empty_arrays = false, arrays and not both
+    v = type(v) == "table" and fix(v) or whole(v)
+    if longs or not rounded then return v end
+    longs, v = true, nil
   end
-  if tv == "table" then return fix(v) end
-  return whole(v)
 end
 
 local function check_max(max, fname, n)
@@ -479,7 +547,11 @@ end
 -- For specs: the Lua writer alone (the bytes must equal lua-cjson's).
 local function write_lua(v)
   local buf = {}
-  if type(v) == "table" then walk(v, 1) end
+  if type(v) == "table" then
+    n_empty, inexact = 0, false
+    walk(v, 1)
+    for i = 1, n_empty do empties[i] = nil end
+  end
   return table_concat(buf, "", 1, write(v, buf, 0))
 end
 
