@@ -93,8 +93,10 @@ local function path(depth)
     local k = keys[d]
     if type(k) == "string" and string_find(k, "^[%a_][%w_]*$") then
       parts[#parts + 1] = "." .. k
-    elseif type(k) == "string" then
-      parts[#parts + 1] = string_format("[%q]", k)
+    elseif type(k) == "string" then                -- %q, and bytes past ASCII as \ddd
+      parts[#parts + 1] = "[" .. string_gsub(string_format("%q", k), "[\128-\255]", function(c)
+        return "\\" .. string_byte(c)
+      end) .. "]"
     else
       parts[#parts + 1] = "[" .. tostring(k) .. "]"
     end
