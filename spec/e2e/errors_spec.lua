@@ -66,13 +66,23 @@ describe("owin.errors through the server #e2e", function()
       local id = body.request_id
       assert.is_string(id)
       assert.truthy(server.eventually(function()
-        return srv:stderr():find("[error] [" .. id .. "] app error: spec/fixtures/errors.lua:15: " ..
+        return srv:stderr():find("[error] [" .. id .. "] app error: spec/fixtures/errors.lua:18: " ..
           "the secret is 42\nstack traceback:", 1, true)
       end), srv:stderr())
       res = assert(http.get(srv.port, "/boom", { Accept = "text/html" }))
       assert.are.equal(500, res.status)
       assert.matches("<h1>500 Internal Server Error</h1>", res.body, 1, true)
       assert.is_nil(res.body:find("secret", 1, true))
+    end)
+
+    it("leaves owin.error without the middleware to the server: a 500, logged by what it says", function()
+      local res = assert(http.get(srv.port, "/bare"))
+      assert.are.equal(500, res.status)
+      assert.are.equal("500 Internal Server Error\n", res.body)
+      assert.truthy(server.eventually(function()
+        return srv:stderr():find("app error: owin.error 404 nobody answers this " ..
+          "(at spec/fixtures/errors.lua:8)\nstack traceback:", 1, true)
+      end), srv:stderr())
     end)
 
     it("logs no 4xx", function()
@@ -143,11 +153,11 @@ describe("owin.errors through the server #e2e", function()
       local res = assert(http.get(srv.port, "/boom", { Accept = "application/json" }))
       assert.are.equal(500, res.status)
       local body = cjson.decode(res.body)
-      assert.are.equal("spec/fixtures/errors.lua:15: the secret is 42", body.detail)
-      assert.matches("^spec/fixtures/errors.lua:15: the secret is 42\nstack traceback:\n",
+      assert.are.equal("spec/fixtures/errors.lua:18: the secret is 42", body.detail)
+      assert.matches("^spec/fixtures/errors.lua:18: the secret is 42\nstack traceback:\n",
         body.traceback)
       res = assert(http.get(srv.port, "/boom", { Accept = "text/html" }))
-      assert.matches("<pre>spec/fixtures/errors.lua:15: the secret is 42\nstack traceback:", res.body,
+      assert.matches("<pre>spec/fixtures/errors.lua:18: the secret is 42\nstack traceback:", res.body,
         1, true)
     end)
   end)
