@@ -6,9 +6,10 @@
 -- Each cell is the median over the rounds of the time per call, in
 -- microseconds, measured with os.clock (CPU time of this process) over
 -- enough calls to last about 0.2 s.  The values: a small object (one todo),
--- a list of 100 todos (about 15 KB of JSON), and the same list with every
--- tag list empty (so owin.json takes its slower paths: the Lua writer, and
--- the second parse that tells [] from {}).  Needs lua-cjson and dkjson
+-- a list of 100 todos (about 16 KB of JSON), and the same list with an
+-- empty array and an empty object in every todo (so owin.json takes its
+-- slower paths: the placeholder for [] when encoding, and the second parse
+-- that tells [] from {} when decoding).  Needs lua-cjson and dkjson
 -- (Debian: lua-cjson, lua-dkjson; tools/install-deps installs both).
 
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
@@ -28,7 +29,7 @@ local function todo(i, empty)
     id = i, title = "Buy milk, number " .. i, done = i % 2 == 0,
     tags = empty and json.array({}) or json.array({ "home", "errand" }),
     created = "2024-05-01T10:00:00Z", price = 1.25 * i,
-    owner = { name = "Ana", id = 7 },
+    owner = { name = "Ana", id = 7 }, meta = empty and {} or { v = 1 },
   }
 end
 
@@ -41,7 +42,7 @@ end
 local VALUES = {
   { "one todo", todo(1) },
   { "100 todos", list(100) },
-  { "100 todos, empty tag lists", list(100, true) },
+  { "100 todos, with [] and {}", list(100, true) },
 }
 
 -- Median time per call of f, in microseconds.
