@@ -271,6 +271,23 @@ local function unplace(out)
   return table_concat(parts)
 end
 
+-- lua-cjson writes "/" as "\/"; JSON does not need it, people do not expect
+-- it.  Every "/" in its text has its backslash, so each "\/" found, left to
+-- right, is one (plain searches: no pattern scan over the text).
+local function unslash(out)
+  local a = string_find(out, "\\/", 1, true)
+  if a == nil then return out end
+  local parts, n, i = {}, 0, 1
+  repeat
+    parts[n + 1] = string_sub(out, i, a - 1)
+    n = n + 1
+    i = a + 1
+    a = string_find(out, "\\/", i, true)
+  until a == nil
+  parts[n + 1] = string_sub(out, i)
+  return table_concat(parts)
+end
+
 -- encode(value) -> the JSON text.  Raises when value cannot be JSON.
 local function encode(v)
   local tv = type(v)
@@ -280,9 +297,9 @@ local function encode(v)
     if inexact then
       for i = 1, n_empty do empties[i] = nil end
       local buf = {}
-      return table_concat(buf, "", 1, write(v, buf, 0))
+      return unslash(table_concat(buf, "", 1, write(v, buf, 0)))
     end
-    if n_empty == 0 then return cjson_encode(v) end
+    if n_empty == 0 then return unslash(cjson_encode(v)) end
     -- The empty arrays hold the placeholder while lua-cjson writes (nothing
     -- else runs meanwhile: lua-cjson calls no Lua code), then are emptied.
     local n = n_empty
@@ -293,10 +310,10 @@ local function encode(v)
       empties[i] = nil
     end
     if not ok then error(out, 0) end
-    return unplace(out)
+    return unslash(unplace(out))
   elseif tv == "string" then
     if not utf8_len(v) then fail(0, "a string is not valid UTF-8") end
-    return cjson_encode(v)
+    return unslash(cjson_encode(v))
   elseif tv == "number" then
     if v ~= v or v == huge or v == -huge then
       fail(0, "%s cannot be JSON", v ~= v and "NaN" or (v > 0 and "inf" or "-inf"))
@@ -581,7 +598,7 @@ local function write_lua(v)
     walk(v, 1)
     for i = 1, n_empty do empties[i] = nil end
   end
-  return table_concat(buf, "", 1, write(v, buf, 0))
+  return unslash(table_concat(buf, "", 1, write(v, buf, 0)))
 end
 
 return {

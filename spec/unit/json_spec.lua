@@ -32,6 +32,15 @@ describe("owin.json #unit", function()
       assert.are.equal('"a\\"b\\\\c\\n\\u0001é"', json.encode('a"b\\c\n\1é'))
     end)
 
+    it("writes / as it is, next to backslashes too", function()
+      assert.are.equal('"/a/b"', json.encode("/a/b"))
+      assert.are.equal('{"url":"http://x/y"}', json.encode({ url = "http://x/y" }))
+      for _, s in ipairs({ "\\/", "\\", "\\\\/", "/\\", '"/"', "a\\/\\//" }) do
+        assert.are.equal(s, json.decode(json.encode(s)))
+        assert.are.equal(s, json.decode(json.encode({ s, json.array(), 2 ^ 60 }))[1])
+      end
+    end)
+
     it("writes sequences as arrays and string-keyed tables as objects", function()
       assert.are.equal("[1,2,3]", json.encode({ 1, 2, 3 }))
       assert.are.equal('{"a":1}', json.encode({ a = 1 }))
