@@ -242,8 +242,9 @@ describe("owin.json #unit", function()
       assert.are.equal(1234567890123456.5, json.decode("1234567890123456.5"))
     end)
 
-    it("accepts a byte order mark", function()
+    it("accepts a byte order mark, and keeps the last of repeated keys", function()
       assert.are.same({ 1 }, json.decode("\239\187\191[1]"))
+      assert.are.same({ a = 2 }, json.decode('{"a":1,"a":2}'))
     end)
 
     it("returns nil, EINVAL for text that is not JSON, saying where", function()
