@@ -39,6 +39,7 @@ SRCS = src/codec/buf.c src/codec/chunked.c src/codec/http_resp.c src/codec/statu
        src/server/server.c src/server/master.c src/server/core.c src/server/main.c
 HEADERS = $(wildcard src/*/*.h)
 LUA_MODULES = lua/owin/init.lua lua/owin/cli.lua lua/owin/options.lua lua/owin/context.lua lua/owin/headers.lua \
+              lua/owin/json.lua lua/owin/errors.lua \
               lua/owin/http.lua lua/owin/static.lua lua/owin/websocket.lua lua/owin/wsapi.lua \
               lua/owin/socket.lua lua/owin/template.lua lua/owin/cors.lua lua/owin/compress.lua \
               lua/owin/wsapi/app.lua lua/owin/wsapi/handler.lua \

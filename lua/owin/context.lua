@@ -35,7 +35,8 @@ local string_byte, string_char, string_find, string_format, string_gsub, string_
       string_match, string_sub =
   string.byte, string.char, string.find, string.format, string.gsub, string.lower,
   string.match, string.sub
-local table_concat, math_tointeger, os_date = table.concat, math.tointeger, os.date
+local table_concat, math_tointeger, math_type, os_date =
+  table.concat, math.tointeger, math.type, os.date
 
 local METHOD, PATH, PATH_BASE, QUERY = "owin.RequestMethod", "owin.RequestPath",
   "owin.RequestPathBase", "owin.RequestQueryString"
@@ -128,59 +129,25 @@ local function parse_cookies(s)
 end
 
 ------------------------------------------------------------------------------
--- JSON, through whichever library is installed (lua-cjson, then dkjson),
--- looked up the first time it is needed.
+-- JSON: owin.json (docs/json.md), loaded the first time it is needed, or the
+-- library given to set_json.
 
-local json_lib
+local JSON_MAX = 1024 * 1024    -- request:json()'s default limit on the body
 
-local function cjson_lib(cjson)
-  local decode = cjson.decode
-  return {
-    name = "cjson",
-    encode = cjson.encode,
-    decode = function(s)
-      local ok, v = pcall(decode, s)
-      if ok then return v end
-      return nil, tostring(v)
-    end,
-  }
-end
-
-local function dkjson_lib(dkjson)
-  local decode, null = dkjson.decode, dkjson.null
-  return {
-    name = "dkjson",
-    encode = dkjson.encode,
-    decode = function(s)
-      local v, pos, err = decode(s, 1, null)
-      if err ~= nil then return nil, tostring(err) end
-      if pos <= #s and string_find(s, "%S", pos) then
-        return nil, "unexpected text after the value at byte " .. pos
-      end
-      return v
-    end,
-  }
-end
+local json_lib     -- { encode, decode(s) -> v | nil, err, code }, once looked up
 
 -- The library, or a raise naming what to install (`level` as error()'s).
 local function json(level)
   if json_lib then return json_lib end
-  local ok, lib = pcall(require, "cjson")
-  if ok and type(lib) == "table" then
-    json_lib = cjson_lib(lib)
-    return json_lib
-  end
-  ok, lib = pcall(require, "dkjson")
-  if ok and type(lib) == "table" then
-    json_lib = dkjson_lib(lib)
-    return json_lib
-  end
-  error("JSON needs a JSON library and none is installed: install lua-cjson " ..
-    "(Debian: apt install lua-cjson; LuaRocks: lua-cjson) or dkjson", level + 1)
+  local ok, lib = pcall(require, "owin.json")
+  if not ok then error(tostring(lib), level + 1) end
+  json_lib = { encode = lib.encode, decode = lib.decode }
+  return json_lib
 end
 
 -- set_json(lib): use lib.encode(value) -> string and lib.decode(string) ->
--- value (raising on bad input, as cjson does); set_json(nil) looks again.
+-- value (raising on bad input, as cjson does) instead of owin.json;
+-- set_json(nil) goes back to owin.json.
 local function set_json(lib)
   if lib == nil then
     json_lib = nil
@@ -189,8 +156,15 @@ local function set_json(lib)
   if type(lib) ~= "table" or type(lib.encode) ~= "function" or type(lib.decode) ~= "function" then
     error("bad argument #1 to 'set_json' (a table with encode and decode functions expected)", 2)
   end
-  json_lib = cjson_lib(lib)
-  json_lib.name = lib.name or "custom"
+  local decode = lib.decode
+  json_lib = {
+    encode = lib.encode,
+    decode = function(s)
+      local ok, v = pcall(decode, s)
+      if ok then return v end
+      return nil, "EINVAL: invalid JSON: " .. tostring(v), "EINVAL"
+    end,
+  }
 end
 
 ------------------------------------------------------------------------------
@@ -319,11 +293,50 @@ function Request.body(self)
   local stream = self[1][REQ_BODY]
   if stream == nil then return "" end
   local st = state(self[1])
-  if st.body_of == stream then return st.body end
+  if st.body_of == stream then
+    if st.body == nil then return nil, st.body_err, st.body_code end
+    return st.body
+  end
   local s, err, code = stream:read("a")
   if s == nil then return nil, err, code end
   st.body, st.body_of = s, stream
   return s
+end
+
+-- The body as body() gives it, but refused past `limit` bytes: a declared
+-- Content-Length over it reads nothing, and reading stops at the first
+-- chunk over it (the body is then gone: body() gives the same E2BIG).
+local function body_upto(self, limit, what)
+  local env = self[1]
+  local stream = env[REQ_BODY]
+  if stream == nil then return "" end
+  local st = state(env)
+  local too_big = string_format("E2BIG: the %s is over the limit of %d bytes", what, limit)
+  if st.body_of == stream then
+    if st.body == nil then return nil, st.body_err, st.body_code end
+    if #st.body > limit then return nil, too_big, "E2BIG" end
+    return st.body
+  end
+  local declared = tonumber(joined(env[REQ_HEADERS], "content-length"))
+  if declared and declared > limit then return nil, too_big, "E2BIG" end
+  local parts, n, size = {}, 0, 0
+  while true do
+    local s, err, code = stream:read(CHUNK)
+    if s == nil then
+      if err ~= nil then return nil, err, code end
+      break
+    end
+    size = size + #s
+    if size > limit then
+      st.body, st.body_of, st.body_err, st.body_code = nil, stream, too_big, "E2BIG"
+      return nil, too_big, "E2BIG"
+    end
+    n = n + 1
+    parts[n] = s
+  end
+  local body = table_concat(parts, "", 1, n)
+  st.body, st.body_of = body, stream
+  return body
 end
 
 -- for chunk in request:chunks() do ... end  (raises if the client goes away)
@@ -367,18 +380,22 @@ function Request.form(self)
   return first
 end
 
--- request:json() -> the decoded body, or nil, "EINVAL: ...", "EINVAL" when it
--- is not JSON, or nil, err, code when reading fails.  Raises when no JSON
--- library is installed.  JSON null is the library's null (cjson.null,
--- dkjson.null).
-function Request.json(self)
+-- request:json([max_bytes]) -> the decoded body (owin.json: arrays marked,
+-- JSON null is json.null), or nil, "EINVAL: ...", "EINVAL" when it is empty
+-- or not JSON, nil, "E2BIG: ...", "E2BIG" past max_bytes (default 1 MiB),
+-- or nil, err, code when reading fails.  owin.assert(ctx.request:json())
+-- makes the failures 400 and 413 answers (docs/errors.md).
+function Request.json(self, max_bytes)
   local lib = json(2)
-  local body, err, code = Request.body(self)
+  if max_bytes == nil then
+    max_bytes = JSON_MAX
+  elseif math_type(max_bytes) ~= "integer" or max_bytes < 0 then
+    error("bad argument #1 to 'json' (a size in bytes expected, got " .. tostring(max_bytes) .. ")", 2)
+  end
+  local body, err, code = body_upto(self, max_bytes, "JSON body")
   if body == nil then return nil, err, code end
   if string_find(body, "^%s*$") then return nil, "EINVAL: empty body, JSON expected", "EINVAL" end
-  local v, derr = lib.decode(body)
-  if derr ~= nil then return nil, "EINVAL: invalid JSON: " .. derr, "EINVAL" end
-  return v
+  return lib.decode(body)
 end
 
 local function request_index(self, k)
@@ -616,8 +633,9 @@ function Response.render(self, name, locals, status)
   return send(self, "text/html; charset=utf-8", html, status, "render")
 end
 
--- response:json(value, status?): application/json.  Raises when no JSON
--- library is installed, or when the library cannot encode value.
+-- response:json(value, status?): application/json, value encoded with
+-- owin.json (json.array({}) is [], json.null is null).  Raises when value
+-- cannot be JSON, or when lua-cjson is not installed.
 function Response.json(self, value, status)
   local lib = json(2)
   return send(self, "application/json", lib.encode(value), status, "json")

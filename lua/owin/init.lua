@@ -373,12 +373,94 @@ for name, level in pairs(LEVELS) do
   log[name] = function(fmt, ...) return emit(level, name, fmt, ...) end
 end
 
--- owin.context(env) without a require: the module is loaded on first use.
+------------------------------------------------------------------------------
+-- HTTP errors: owin.error(status, message [, details]) raises one, and the
+-- errors middleware (owin.errors, docs/errors.md) answers it with a page of
+-- that status.
+
+local math_tointeger, debug_getinfo = math.tointeger, debug.getinfo
+
+local HttpError = { __name = "owin.error" }
+HttpError.__index = HttpError
+
+local function reason(status)
+  local phrase = require("owin.host.status").reason(status)
+  return phrase ~= "" and phrase or "Error"
+end
+
+function HttpError.__tostring(e)
+  return string_format("owin.error %d %s", e.status, e.message or reason(e.status)) ..
+    (e.where and " (at " .. e.where .. ")" or "")
+end
+
+-- An error object for status, message and details; `level` is where it
+-- counts as raised, as error()'s (1: the function that calls make_error).
+local function make_error(fname, status, message, details, level)
+  local st = type(status) == "number" and math_tointeger(status)
+  if not st or st < 400 or st > 599 then
+    error(string_format("bad argument #1 to '%s' (an HTTP error status from 400 to 599 " ..
+      "expected, got %s)", fname, tostring(status)), level + 1)
+  end
+  if message ~= nil and type(message) ~= "string" then
+    error(string_format("bad argument #2 to '%s' (string expected, got %s)", fname,
+      type(message)), level + 1)
+  end
+  local info = debug_getinfo(level + 1, "Sl")
+  local where = info and info.currentline > 0 and info.short_src .. ":" .. info.currentline or nil
+  return setmetatable({ status = st, message = message, details = details, where = where },
+    HttpError)
+end
+
+-- owin.error(status, message [, details]): raises an HTTP error: status
+-- from 400 to 599, message for the client (the reason phrase when nil),
+-- details (any JSON value) for the JSON answer.
+function M.error(status, message, details)
+  error(make_error("error", status, message, details, 2))
+end
+
+-- owin.is_error(v) -> true when v was raised by owin.error (or owin.assert)
+function M.is_error(v)
+  return getmetatable(v) == HttpError
+end
+
+-- The failures of request input (request:body/json/form, body:read) that
+-- owin.assert turns into HTTP errors.
+local CODE_STATUS = { EINVAL = 400, E2BIG = 413, ENOTSUP = 415, ETIMEDOUT = 408, ECONNRESET = 400 }
+
+-- owin.assert(v, status, message [, details]) -> v, or owin.error(status,
+-- message, details) when v is false or nil (Koa's ctx.assert).
+-- owin.assert(v, err, code) -> v, err, code: for request input's nil, err,
+-- code: EINVAL -> 400, E2BIG -> 413, ENOTSUP -> 415, ETIMEDOUT -> 408 and
+-- ECONNRESET -> 400, with err (its "ENAME: " cut) as the message; any other
+-- failure raises err as assert() does (a 500).
+function M.assert(v, ...)
+  if v then return v, ... end
+  local err, code = ...
+  if type(err) == "number" then
+    local _, message, details = ...
+    error(make_error("assert", err, message, details, 2))
+  end
+  local status = CODE_STATUS[code]
+  if status then
+    local message = type(err) == "string" and err:gsub("^E[%u%d]+: ", "") or nil
+    error(make_error("assert", status, message, nil, 2))
+  end
+  if err == nil then error("assertion failed!", 2) end
+  error(err, 0)
+end
+
+-- owin.dev() -> true when the server runs with --dev (the test host: its
+-- client's dev option).
+M.dev = core and core.dev or function() return false end
+
+-- owin.context(env) and owin.json without a require: loaded on first use.
+local LAZY = { context = "owin.context", json = "owin.json" }
 setmetatable(M, { __index = function(t, k)
-  if k == "context" then
-    local c = require("owin.context")
-    rawset(t, k, c)
-    return c
+  local name = LAZY[k]
+  if name then
+    local mod = require(name)
+    rawset(t, k, mod)
+    return mod
   end
 end })
 

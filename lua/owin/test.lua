@@ -21,9 +21,10 @@
 -- every { name, value } as sent (the spelling the app gave, repeated
 -- headers apart).  See docs/testing.md.
 --
--- Waiting: requiring this module wraps owin.sleep, owin.now and
--- owin.request_id in the `owin` module table, and puts its own owin.spawn,
--- owin.wait, owin.timer, owin.tcp, owin.udp and owin.resolve there.
+-- Waiting: requiring this module wraps owin.sleep, owin.now,
+-- owin.request_id and owin.dev in the `owin` module table, and puts its own
+-- owin.spawn, owin.wait, owin.timer, owin.tcp, owin.udp and owin.resolve
+-- there.
 -- Inside a task of the test host (a request, a thread, a timer's run, a
 -- fake peer, an app script loading) they use its virtual loop and clock;
 -- anywhere else they call what was there before (the server's C functions
@@ -60,7 +61,7 @@ loop_m.install_coroutines()
 
 local real = { sleep = owin.sleep, now = owin.now, request_id = owin.request_id,
                spawn = owin.spawn, wait = owin.wait, timer = owin.timer, tcp = owin.tcp,
-               udp = owin.udp, resolve = owin.resolve }
+               udp = owin.udp, resolve = owin.resolve, dev = owin.dev }
 
 -- The loop of the test host the running code belongs to: its task's, or
 -- the one running now (a token callback, a body function), or nil.
@@ -109,6 +110,14 @@ function owin.request_id()
   local task = current()
   if task == nil then return real.request_id() end
   if task.owner then return "test-" .. task.owner.id end
+end
+
+-- owin.dev(): the client's dev option inside a task of the test host (or
+-- while a client runs), as --dev in the server.
+function owin.dev()
+  local loop = test_loop()
+  if loop and loop.client then return loop.client.opts.dev == true end
+  return real.dev()
 end
 
 -- owin.spawn([{ detached = true },] fn, ...) -> thread

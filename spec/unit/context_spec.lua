@@ -482,47 +482,83 @@ describe("owin.context #unit", function()
     end)
 
     describe("json", function()
-      local has_cjson = pcall(require, "cjson")
-      local has_dkjson = pcall(require, "dkjson")
+      local json = require("owin.json")
       after_each(function() context.set_json(nil) end)
 
-      it("decodes the body with lua-cjson or dkjson", function()
-        if not (has_cjson or has_dkjson) then
-          pending("no JSON library installed (Debian: apt install lua-cjson)")
-          return
+      -- An input stream over chunks that counts its reads.
+      local function counted(chunks)
+        local env = fake_env({ body = chunks })
+        local stream, reads = env[REQB], 0
+        local read = stream.read
+        function stream.read(self, n)
+          reads = reads + 1
+          return read(self, n)
         end
-        local req = context(fake_env({ body = '{"a":[1,2],"b":"x"}' })).request
-        assert.are.same({ a = { 1, 2 }, b = "x" }, req:json())
+        return env, function() return reads end
+      end
+
+      it("decodes the body with owin.json: arrays marked, null is json.null", function()
+        local req = context(fake_env({ body = '{"a":[1,2],"b":"x","c":[],"d":{},"e":null}' })).request
+        local v = req:json()
+        assert.are.same({ a = { 1, 2 }, b = "x", c = {}, d = {}, e = json.null }, v)
+        assert.is_true(json.is_array(v.a))
+        assert.is_true(json.is_array(v.c))
+        assert.is_false(json.is_array(v.d))
+        assert.are.equal(json.null, v.e)
       end)
 
       it("returns nil, EINVAL for a body that is not JSON, or empty", function()
-        if not (has_cjson or has_dkjson) then
-          pending("no JSON library installed (Debian: apt install lua-cjson)")
-          return
-        end
         local r = { context(fake_env({ body = "{nope" })).request:json() }
         assert.is_nil(r[1])
-        assert.matches("^EINVAL: invalid JSON: ", r[2])
+        assert.are.equal("EINVAL: invalid JSON: expected object key string but found invalid token " ..
+          "at byte 2", r[2])
         assert.are.equal("EINVAL", r[3])
         assert.are.same({ nil, "EINVAL: empty body, JSON expected", "EINVAL" },
           { context(fake_env({ body = " \n" })).request:json() })
+        assert.are.same({ nil, "EINVAL: invalid JSON: expected the end but found invalid token " ..
+          "at byte 9", "EINVAL" }, { context(fake_env({ body = '{"a":1} x' })).request:json() })
       end)
 
-      it("works with dkjson alone, trailing text refused", function()
-        if not has_dkjson then
-          pending("dkjson is not installed (Debian: apt install lua-dkjson)")
-          return
-        end
-        package.loaded.cjson, package.preload.cjson = nil, function() error("hidden") end
-        finally(function() package.preload.cjson = nil end)
-        context.set_json(nil)
-        assert.are.same({ a = 1 }, context(fake_env({ body = '{"a":1}' })).request:json())
-        local r = { context(fake_env({ body = '{"a":1} x' })).request:json() }
-        assert.is_nil(r[1])
-        assert.are.equal("EINVAL", r[3])
-        local env, probe = fake_env()
-        context(env).response:json({ ok = true })
-        assert.are.equal('{"ok":true}', probe.out())
+      it("refuses a body past max_bytes, 1 MiB unless given, reading no more than it must", function()
+        local big = '"' .. string.rep("x", 1024 * 1024) .. '"'
+        assert.are.same({ nil, "E2BIG: the JSON body is over the limit of 1048576 bytes", "E2BIG" },
+          { context(fake_env({ body = big })).request:json() })
+        assert.are.equal(1024 * 1024, #context(fake_env({ body = big })).request:json(2 * 1024 * 1024))
+
+        local env, reads = counted({ '{"a":', '"xxxxxxxxxx', 'xxxxx"}' })
+        local req = context(env).request
+        assert.are.same({ nil, "E2BIG: the JSON body is over the limit of 12 bytes", "E2BIG" },
+          { req:json(12) })
+        assert.are.equal(2, reads())                      -- stopped at the chunk past the limit
+        assert.are.same({ nil, "E2BIG: the JSON body is over the limit of 12 bytes", "E2BIG" },
+          { req:body() })                                 -- the body is gone
+        assert.are.same({ nil, "E2BIG: the JSON body is over the limit of 12 bytes", "E2BIG" },
+          { req:json(100) })
+
+        env, reads = counted({ "[1]" })
+        env[REQH]["Content-Length"] = "3000"
+        assert.are.same({ nil, "E2BIG: the JSON body is over the limit of 100 bytes", "E2BIG" },
+          { context(env).request:json(100) })
+        assert.are.equal(0, reads())                      -- refused on its Content-Length
+
+        req = context(fake_env({ body = "[1, 2]" })).request
+        assert.are.same({ 1, 2 }, req:json(6))
+        assert.are.equal("[1, 2]", req:body())            -- kept: body() and json() again
+        assert.are.same({ nil, "E2BIG: the JSON body is over the limit of 5 bytes", "E2BIG" },
+          { req:json(5) })
+      end)
+
+      it("raises on a max_bytes that is not a size", function()
+        local req = context(fake_env({ body = "{}" })).request
+        assert.has_error(function() req:json(-1) end,
+          "bad argument #1 to 'json' (a size in bytes expected, got -1)")
+        assert.has_error(function() req:json("1k") end,
+          "bad argument #1 to 'json' (a size in bytes expected, got 1k)")
+      end)
+
+      it("returns nil, err, code when reading fails", function()
+        assert.are.same({ nil, "ECONNRESET: client closed the connection", "ECONNRESET" },
+          { context(fake_env({ fail = "ECONNRESET" })).request:json() })
       end)
 
       it("uses a library given with set_json", function()
@@ -537,31 +573,31 @@ describe("owin.context #unit", function()
         assert.are.equal("ENC:5", probe.out())
         assert.has_error(function() context.set_json({ encode = print }) end,
           "bad argument #1 to 'set_json' (a table with encode and decode functions expected)")
+        context.set_json(nil)
+        env, probe = fake_env()
+        context(env).response:json(json.array())
+        assert.are.equal("[]", probe.out())
       end)
 
-      it("raises, naming what to install, when no JSON library is there", function()
-        local saved = {}
-        for _, name in ipairs({ "cjson", "dkjson" }) do
-          saved[name] = package.loaded[name]
-          package.loaded[name] = nil
-          package.preload[name] = function() error("not installed") end
-        end
+      it("raises, naming what to install, when lua-cjson is not there", function()
+        local saved = { cjson = package.loaded.cjson, ["owin.json"] = package.loaded["owin.json"] }
+        package.loaded.cjson, package.loaded["owin.json"] = nil, nil
+        package.preload.cjson = function() error("not installed") end
         finally(function()
-          for _, name in ipairs({ "cjson", "dkjson" }) do
-            package.preload[name] = nil
-            package.loaded[name] = saved[name]
-          end
+          package.preload.cjson = nil
+          package.loaded.cjson, package.loaded["owin.json"] = saved.cjson, saved["owin.json"]
           context.set_json(nil)
         end)
         context.set_json(nil)
         local req = context(fake_env({ body = "{}" })).request
         local ok, err = pcall(req.json, req)
         assert.is_false(ok)
-        assert.matches("install lua-cjson (Debian: apt install lua-cjson", err, 1, true)
+        assert.matches("owin.json needs lua-cjson, which is not installed (Debian: apt install " ..
+          "lua-cjson", err, 1, true)
         local res = context(fake_env()).response
         ok, err = pcall(res.json, res, {})
         assert.is_false(ok)
-        assert.matches("install lua-cjson", err, 1, true)
+        assert.matches("apt install lua-cjson", err, 1, true)
       end)
     end)
   end)
@@ -748,16 +784,18 @@ describe("owin.context #unit", function()
           "html: status must be an integer from 100 to 999, got 42")
       end)
 
-      it("json() encodes, with application/json", function()
-        if not (pcall(require, "cjson") or pcall(require, "dkjson")) then
-          pending("no JSON library installed (Debian: apt install lua-cjson)")
-          return
-        end
+      it("json() encodes with owin.json, with application/json", function()
+        local json = require("owin.json")
         local env, probe = fake_env()
         context(env).response:json({ list = { 1, 2 } }, 202)
         assert.are.equal(202, env[STATUS])
         assert.are.same({ "application/json" }, env[RESH]["content-type"])
         assert.are.equal('{"list":[1,2]}', probe.out())
+        env, probe = fake_env()
+        context(env).response:json({ json.array(), json.null, 9007199254740993 })
+        assert.are.equal("[[],null,9007199254740993]", probe.out())
+        assert.has_error(function() context(fake_env()).response:json({ 0 / 0 }) end,
+          "json.encode: NaN cannot be JSON at value[1]")
       end)
 
       it("redirect() answers 302 with Location and a short body", function()

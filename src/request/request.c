@@ -116,6 +116,41 @@ static void log_error (owl_req_t *r, const char *what, const char *msg) {
 }
 
 
+static int tostr (lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  return 1;
+}
+
+
+/*
+** Pushes on L the text of the error value on top of co (left there): a
+** string or a number as it is, what __tostring makes of another value
+** (called protected: an owin.error object says what it is), else a note
+** of its type, as lua.c prints it.  Returns the text.
+*/
+static const char *error_text (lua_State *L, lua_State *co) {
+  if (lua_type(co, -1) == LUA_TSTRING || lua_type(co, -1) == LUA_TNUMBER) {
+    lua_pushstring(L, lua_tostring(co, -1));
+    return lua_tostring(L, -1);
+  }
+  lua_pushcfunction(L, tostr);
+  lua_pushvalue(co, -1);
+  lua_xmove(co, L, 1);                      /* [tostr, value] */
+  if (luaL_getmetafield(L, -1, "__tostring") != LUA_TNIL) {
+    lua_pop(L, 1);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
+      return lua_tostring(L, -1);
+    lua_pop(L, 1);
+  }
+  else {
+    const char *tname = luaL_typename(L, -1);
+    lua_pop(L, 2);
+    return lua_pushfstring(L, "(error object is a %s value)", tname);
+  }
+  return lua_pushliteral(L, "(error object is not a string)");
+}
+
+
 /* Drops the registry ref and the body buffer: the GC may take r now. */
 static void release (owl_req_t *r) {
   owl_server_t *s = &owl_srv;
@@ -193,8 +228,7 @@ static void req_after (owl_task_t *t, int status) {
     status = LUA_ERRRUN;
   }
   if (status != LUA_OK) {
-    const char *msg = lua_tostring(t->co, -1);
-    luaL_traceback(L, t->co, msg ? msg : "(error object is not a string)", 0);
+    luaL_traceback(L, t->co, error_text(L, t->co), 0);
     const char *tb = lua_tostring(L, -1);
     log_error(r, "app error", tb);
     owl_upgrade_end(L, r, 1011);            /* a socket's coroutine failed */
@@ -212,7 +246,7 @@ static void req_after (owl_task_t *t, int status) {
     }
     else
       r->abort = 1;
-    lua_pop(L, 1);
+    lua_pop(L, 2);                          /* the traceback and the text */
   }
   else if (r->abort && c != NULL)         /* not when the client left */
     log_error(r, "app error", "response body is shorter than its Content-Length");

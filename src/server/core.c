@@ -134,6 +134,13 @@ static int l_listen (lua_State *L) {
 }
 
 
+/* core.dev() -> true when the server runs with --dev (owin.dev). */
+static int l_dev (lua_State *L) {
+  lua_pushboolean(L, owl_srv.opt.dev);
+  return 1;
+}
+
+
 /* core.log_write(level, id|nil, message): one log line, as the C core
 ** writes them (owin.log filters by its own threshold first). */
 static int l_log_write (lua_State *L) {
@@ -172,6 +179,7 @@ int luaopen_owin_core (lua_State *L) {
     {"listen", l_listen},
     {"check_listen", l_check_listen},
     {"log_write", l_log_write},
+    {"dev", l_dev},
     {"run", l_run},
     {"stop", l_stop},
     {NULL, NULL}
