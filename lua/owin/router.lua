@@ -477,7 +477,6 @@ local function add(self, methods, pattern, handler, name, fname, level)
   if static then
     self.exact[self.cs and pattern or string_lower(pattern)] = ep
   end
-  return self
 end
 
 -- router:route(methods, pattern, handler [, name]): methods is a method
@@ -498,7 +497,8 @@ function Router:route(methods, pattern, handler, name)
     end
     list[k] = m:upper()
   end
-  return add(self, list, pattern, handler, name, "route", 1)
+  add(self, list, pattern, handler, name, "route", 1)
+  return self
 end
 
 -- router:get(pattern, handler [, name]), and post, put, patch, delete, head,
@@ -507,14 +507,16 @@ for _, m in pairs({ "get", "post", "put", "patch", "delete", "head", "options" }
   local methods = { m:upper() }
   Router[m] = function(self, pattern, handler, name)
     check_self(self, m)
-    return add(self, methods, pattern, handler, name, m, 1)
+    add(self, methods, pattern, handler, name, m, 1)
+    return self
   end
 end
 
 -- router:all(pattern, handler [, name]): every method.
 function Router:all(pattern, handler, name)
   check_self(self, "all")
-  return add(self, false, pattern, handler, name, "all", 1)
+  add(self, false, pattern, handler, name, "all", 1)
+  return self
 end
 
 -- Whether router a reaches router b through its mounts (or is b).
