@@ -131,16 +131,21 @@ end
 ------------------------------------------------------------------------------
 -- The trie
 --
--- node = { static = { [segment] = node }, params = { { constraint =,
---   lpat =, node = } ... } (constrained first, then in the order added),
---   ep = endpoint (routes that end here), wild = endpoint (routes whose
---   wildcard starts here), mounts = { mount ... } }
--- endpoint = { methods = { [METHOD] = route }, any = route (router:all) }
--- route = { handler =, names = { capture names in path order }, pattern = }
--- mount = { names =, router = router } or { names =, fn = function }
+-- node = { static = { [segment] = node }, params = { node ... } (the
+--   parameter children: constrained first, then in the order added),
+--   constraint =, lpat = (on a parameter child: its constraint and the
+--   anchored Lua pattern), ep = endpoint (routes that end here), wild =
+--   endpoint (routes whose wildcard starts here), mounts = { mount ... } }
+-- endpoint = { [METHOD] = route, [ANY] = route (router:all) }
+-- route = { handler =, names = { capture names in path order }, pattern =,
+--   segs = (named routes only, for url_for) }
+-- mount = { names =, segs =, router = router } or { names =, segs =, fn = f }
 --
 -- Captures are positional while a request walks the trie: parameter names
 -- are the route's, so "/a/:id" (GET) and "/a/:key" (DELETE) share a node.
+-- Routes are kept small: the garbage collector walks through all of them.
+
+local ANY = true                 -- the endpoint key of router:all's route
 
 local function child(node, seg, cs)
   if seg.kind == "static" then
@@ -154,9 +159,9 @@ local function child(node, seg, cs)
   local params = node.params
   if not params then params = {}; node.params = params end
   for k = 1, #params do
-    if params[k].constraint == seg.constraint then return params[k].node end
+    if params[k].constraint == seg.constraint then return params[k] end
   end
-  local p = { constraint = seg.constraint, lpat = seg.lpat, node = {} }
+  local p = { constraint = seg.constraint, lpat = seg.lpat }
   if seg.constraint then
     local at = 1
     while params[at] and params[at].constraint do at = at + 1 end
@@ -164,7 +169,7 @@ local function child(node, seg, cs)
   else
     params[#params + 1] = p
   end
-  return p.node
+  return p
 end
 
 -- Walks (and makes) the nodes of segs but the wildcard; returns the last
@@ -186,6 +191,7 @@ end
 ------------------------------------------------------------------------------
 -- Matching.  A walk never yields, so its state lives in upvalues.
 
+local NO_NAMES = {}              -- the capture names of a route without captures
 local vals, nvals = {}, 0        -- captured values, in path order
 local chain, nchain = {}, 0      -- the capture names of the mounts entered
 local allow                      -- methods of the endpoints that matched the path
@@ -194,17 +200,16 @@ local hit_handler, hit_params, hit_base, hit_path
 
 -- The route of endpoint ep for method, or nil (recording ep's methods).
 local function take(ep, method)
-  local methods = ep.methods
-  local r = methods[method]
+  local r = ep[method]
   if r then return r end
   if method == "HEAD" then
-    r = methods.GET
+    r = ep.GET
     if r then return r end
   end
-  r = ep.any
+  r = ep[ANY]
   if r then return r end
   allow = allow or {}
-  for m in pairs(methods) do allow[m] = true end
+  for m in pairs(ep) do allow[m] = true end      -- no ANY here: it would have matched
   return nil
 end
 
@@ -282,7 +287,7 @@ function walk(node, s, pos, n, method, cs, base)
       if not lpat or string_find(seg, lpat) then
         nvals = nvals + 1
         vals[nvals] = seg
-        if walk(p.node, s, npos, n, method, cs, base) then return true end
+        if walk(p, s, npos, n, method, cs, base) then return true end
         nvals = nvals - 1
       end
     end
@@ -374,8 +379,7 @@ local function dispatch(self, env, nxt)
   -- a static route, byte for byte: one lookup
   local ep = self.exact[path]
   if ep then
-    local methods = ep.methods
-    local r = methods[method] or (method == "HEAD" and methods.GET) or ep.any
+    local r = ep[method] or (method == "HEAD" and ep.GET) or ep[ANY]
     if r then
       env[PARAMS] = {}
       return r.handler(env, nxt)
@@ -422,6 +426,20 @@ end
 
 local TOKEN = "^[%w!#%$%%&'%*%+%-%.%^_`|~]+$"
 
+-- One table per distinct list of capture names, shared by the routes.
+local names_lists = setmetatable({}, { __mode = "v" })
+
+local function shared_names(names)
+  if names[1] == nil then return NO_NAMES end
+  local key = table_concat(names, "/")
+  local list = names_lists[key]
+  if not list then
+    list = names
+    names_lists[key] = list
+  end
+  return list
+end
+
 -- add(self, methods, pattern, handler, name, fname, level): methods is an
 -- array of method names, or false for every method; errors are raised
 -- `level` levels above the router method that called add.
@@ -447,27 +465,30 @@ local function add(self, methods, pattern, handler, name, fname, level)
   local ep
   if wild then
     ep = node.wild
-    if not ep then ep = { methods = {} }; node.wild = ep end
+    if not ep then ep = {}; node.wild = ep end
   else
     ep = node.ep
-    if not ep then ep = { methods = {} }; node.ep = ep end
+    if not ep then ep = {}; node.ep = ep end
   end
-  local route = { handler = handler, names = names, pattern = pattern, segs = segs, name = name }
+  -- what a request needs, and the segments only for url_for (a route
+  -- costs memory the garbage collector walks through at every cycle)
+  local route = { handler = handler, names = shared_names(names), pattern = pattern,
+                  segs = name ~= nil and segs or nil }
   if methods then
     for k = 1, #methods do
-      local old = ep.methods[methods[k]]
+      local old = ep[methods[k]]
       if old then
         error(string_format("bad argument #1 to '%s' (%s %s is already routed, by %s)", fname,
           methods[k], pattern, old.pattern), level)
       end
     end
-    for k = 1, #methods do ep.methods[methods[k]] = route end
+    for k = 1, #methods do ep[methods[k]] = route end
   else
-    if ep.any then
+    if ep[ANY] then
       error(string_format("bad argument #1 to '%s' (every method of %s is already routed, by %s)",
-        fname, pattern, ep.any.pattern), level)
+        fname, pattern, ep[ANY].pattern), level)
     end
-    ep.any = route
+    ep[ANY] = route
   end
   if name ~= nil then self.names[name] = route end
   local static = true
