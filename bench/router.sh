@@ -5,6 +5,15 @@
 #
 #   sh bench/router.sh [rounds] [seconds]        (defaults: 5 rounds of 5 s)
 #
+# A bigger router is also more memory, and a bigger heap costs every
+# request a little (the garbage collector's work comes in bigger, less
+# cache-friendly batches), routes or not.  So for each bigger count C the
+# run has a control: the smallest count's router plus C minus that many
+# routes in a second router that no request reaches (IDLE_ROUTES), the
+# same memory with the smallest router's matching.  C routes against the
+# control is what matching among C routes costs; C routes against the
+# smallest count is everything, memory included.
+#
 # The servers run at once, pinned to CPU 0; wrk runs pinned to CPU 1
 # (wrk -t1 -c50, bench/router_wrk.lua: four GETs in turn, of the last route
 # group: a constrained parameter, two parameters, a wildcard, a static
@@ -14,10 +23,10 @@
 # the request count is wrk's.
 #
 # COUNTS ("10 1000") sets the route counts compared.  Prints one line per
-# run, then per server the req/s and server CPU per request over all rounds
-# and the ratio of each route count's CPU per request to the smallest
-# count's (pooled, and the median of the rounds' ratios).  Installs Debian's
-# wrk if it is missing (as root).
+# run, then per server the req/s and server CPU per request over all
+# rounds, and the ratios of CPU per request (pooled over the rounds, and
+# the median of the rounds' own ratios).  Installs Debian's wrk if it is
+# missing (as root).
 set -eu
 
 ROUNDS=${1:-5}
@@ -39,8 +48,10 @@ if ! command -v wrk >/dev/null 2>&1; then
   fi
 fi
 [ -x "$BIN" ] || { echo "$me: no $BIN (run make)" >&2; exit 1; }
+MIN=
 for c in $COUNTS; do
-  case $c in ''|*[!0-9]*) echo "$me: COUNTS must hold positive integers, got '$c'" >&2; exit 1 ;; esac
+  case $c in ''|*[!0-9]*|0) echo "$me: COUNTS must hold positive integers, got '$c'" >&2; exit 1 ;; esac
+  if [ -z "$MIN" ] || [ "$c" -lt "$MIN" ]; then MIN=$c; fi
 done
 
 TMP=$(mktemp -d)
@@ -52,20 +63,25 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# start NAME APP [ROUTES]: starts a server on a free port; sets PORT_NAME,
-# PID_NAME and GROUP_NAME (the last route group, which wrk requests).
+# start NAME LABEL APP [ROUTES [IDLE_ROUTES]]: starts a server on a free
+# port; sets PORT_NAME, PID_NAME, GROUP_NAME (the last route group, which
+# wrk requests) and LABEL_NAME.
 start() {
-  ROUTES=${3:-10} taskset -c "$SERVER_CPU" "$BIN" --listen 127.0.0.1:0 "$2" >"$TMP/$1.out" 2>"$TMP/$1.err" &
+  routes=${4:-$MIN}
+  ROUTES=$routes IDLE_ROUTES=${5:-0} taskset -c "$SERVER_CPU" "$BIN" --listen 127.0.0.1:0 "$3" \
+    >"$TMP/$1.out" 2>"$TMP/$1.err" &
   pid=$!
   PIDS="$PIDS $pid"
   i=0
   until grep -q '^listening on' "$TMP/$1.out" 2>/dev/null; do
     i=$((i + 1))
-    [ $i -lt 100 ] || { echo "$me: $2 did not start: $(cat "$TMP/$1.err")" >&2; exit 1; }
+    [ $i -lt 200 ] || { echo "$me: $3 did not start: $(cat "$TMP/$1.err")" >&2; exit 1; }
     sleep 0.05
   done
   port=$(sed -n 's/^listening on http:\/\/127\.0\.0\.1:\([0-9]*\)$/\1/p' "$TMP/$1.out")
-  eval "PORT_$1=$port; PID_$1=$pid; GROUP_$1=$(( (${3:-10} + 9) / 10 ))"
+  eval "PORT_$1=$port; PID_$1=$pid; GROUP_$1=$(( (routes + 9) / 10 ))"
+  echo "$1 $2" >>"$TMP/labels"
+  NAMES="$NAMES $1"
 }
 
 # cpu PID: utime+stime in clock ticks (fields 14 and 15 of /proc/PID/stat;
@@ -89,17 +105,20 @@ run() {
 }
 
 TCK=$(getconf CLK_TCK)
-NAMES="hello"
-start hello bench/hello.lua
+NAMES=""
+start hello "hello (no router)" bench/hello.lua
+start "r$MIN" "$MIN routes" bench/router.lua "$MIN"
 for c in $COUNTS; do
-  start "r$c" bench/router.lua "$c"
-  NAMES="$NAMES r$c"
+  [ "$c" != "$MIN" ] || continue
+  start "c$c" "$MIN routes + $((c - MIN)) idle" bench/router.lua "$MIN" "$((c - MIN))"
+  start "r$c" "$c routes" bench/router.lua "$c"
 done
 
 # every route wrk asks for answers 200 before anything is measured
 for name in $NAMES; do
   eval "port=\$PORT_$name; group=\$GROUP_$name"
-  for path in "/r$group/items/42" "/r$group/users/ann/posts/7" "/r$group/files/css/site.css" "/r$group/about"; do
+  for path in "/r$group/items/42" "/r$group/users/ann/posts/7" "/r$group/files/css/site.css" \
+              "/r$group/about"; do
     code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port$path" 2>/dev/null || echo none)
     [ "$code" = 200 ] || { echo "$me: $name answered $code for $path" >&2; exit 1; }
   done
@@ -118,35 +137,38 @@ while [ $r -le "$ROUNDS" ]; do
       printf "round %d %-8s %8d requests  %8.1f req/s  %6.3f us CPU/request  (CPU %3.0f%%)\n",
         r, n, q, q / s, t / hz * 1e6 / q, t / hz / s * 100 }'
   done
-  # rotate the order: the first goes last
-  set -- $order
+  set -- $order                     # rotate: the first goes last
   first=$1; shift
   order="$* $first"
   r=$((r + 1))
 done
 
-# Pooled: all ticks over all requests, per server.  Median: of the rounds'
-# ratios to the smallest route count (each round runs every server), which
-# a disturbed run moves less.
-base="r$(echo $COUNTS | awk '{ m = $1; for (i = 2; i <= NF; i++) if ($i < m) m = $i; print m }')"
-awk -v hz="$TCK" -v secs="$SECS" -v names="$NAMES" -v base="$base" '
+# ratio A B: "A / B" of CPU per request, pooled and as the median of the
+# rounds' ratios (each round runs every server), which a disturbed run
+# moves less.
+awk -v hz="$TCK" -v secs="$SECS" -v names="$NAMES" -v min="$MIN" -v counts="$COUNTS" '
+  FILENAME ~ /labels$/ { sub(/^[^ ]* /, "", $0); label[FNR] = $0; next }
   { t[$2] += $3; q[$2] += $4; per[$1, $2] = $3 / $4; if ($1 > n) n = $1 }
+  function ratio(a, b, what,   r, x, i, j, y, med, pooled) {
+    for (r = 1; r <= n; r++) x[r] = per[r, a] / per[r, b]
+    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (x[j] < x[i]) { y = x[i]; x[i] = x[j]; x[j] = y }
+    med = (n % 2) ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2
+    pooled = (t[a] / q[a]) / (t[b] / q[b])
+    printf "%s: %.3f pooled (%+.1f%%), %.3f median of %d rounds (%+.1f%%)\n",
+      what, pooled, (pooled - 1) * 100, med, n, (med - 1) * 100
+  }
   END {
     k = split(names, nm, " ")
     for (i = 1; i <= k; i++) {
-      s = nm[i]; us = t[s] / hz * 1e6 / q[s]
-      label = (s == "hello") ? "hello (no router)" : (substr(s, 2) " routes")
-      printf "%-18s %10.1f req/s  %7.3f us server CPU per request  (%d requests)\n",
-        label, q[s] / (n * secs), us, q[s]
-    }
-    b = t[base] / q[base]
-    for (i = 1; i <= k; i++) {
       s = nm[i]
-      if (s == "hello" || s == base) continue
-      for (r = 1; r <= n; r++) x[r] = per[r, s] / per[r, base]
-      for (a = 1; a <= n; a++) for (c = a + 1; c <= n; c++) if (x[c] < x[a]) { y = x[a]; x[a] = x[c]; x[c] = y }
-      med = (n % 2) ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2
-      printf "%s routes / %s routes, CPU per request: %.3f pooled (%+.1f%%), %.3f median of %d rounds (%+.1f%%)\n",
-        substr(s, 2), substr(base, 2), (t[s] / q[s]) / b, ((t[s] / q[s]) / b - 1) * 100, med, n, (med - 1) * 100
+      printf "%-26s %9.1f req/s  %7.3f us server CPU per request  (%d requests)\n",
+        label[i], q[s] / (n * secs), t[s] / hz * 1e6 / q[s], q[s]
     }
-  }' "$TMP/runs"
+    m = split(counts, cs, " ")
+    for (i = 1; i <= m; i++) {
+      c = cs[i]
+      if (c == min) continue
+      ratio("r" c, "r" min, c " routes / " min " routes, CPU per request (memory and matching)")
+      ratio("r" c, "c" c, c " routes / " min " routes + " (c - min) " idle (matching alone)")
+    }
+  }' "$TMP/labels" "$TMP/runs"

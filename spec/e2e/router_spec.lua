@@ -73,6 +73,18 @@ describe("owin.router through the server #e2e", function()
     assert.are.equal("/todos/5", get("/link/5").body)
   end)
 
+  it("mounts owin.static, which serves the path below the prefix", function()
+    local f = assert(io.open("spec/fixtures/static_root/hello.txt", "rb"))
+    local want = f:read("a")
+    f:close()
+    local res = get("/static/hello.txt")
+    assert.are.equal(200, res.status)
+    assert.are.equal(want, res.body)
+    assert.matches("^text/plain", res.headers["content-type"])
+    -- what it does not serve goes on past the router
+    assert.are.equal("fell through /static/missing.txt", get("/static/missing.txt").body)
+  end)
+
   it("serves a script that returns a router", function()
     local tmp = os.tmpname()
     local script = tmp .. ".lua"
