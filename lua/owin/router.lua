@@ -64,9 +64,6 @@ local function parse(pattern, allow_wild)
   local function bad(why)
     return nil, string_format("bad pattern %q: %s", pattern, why)
   end
-  if string_find(pattern, "[?#]") then
-    return bad("a pattern matches the path only, without '?' or '#'")
-  end
   local segs, seen = {}, {}
   local i, n = 2, #pattern
   while true do
@@ -121,7 +118,11 @@ local function parse(pattern, allow_wild)
       i = j + 1                              -- past the "/"
     else
       local j = string_find(pattern, "/", i, true)
-      segs[#segs + 1] = { kind = "static", text = string_sub(pattern, i, (j or n + 1) - 1) }
+      local text = string_sub(pattern, i, (j or n + 1) - 1)
+      if string_find(text, "[?#]") then
+        return bad("a pattern matches the path only, without '?' or '#'")
+      end
+      segs[#segs + 1] = { kind = "static", text = text }
       if not j then return segs end
       i = j + 1
     end

@@ -192,6 +192,12 @@ describe("owin.router #unit", function()
       local c2 = client(r2)
       assert.are.equal("v  /v/abc n=abc", c2:get("/v/abc").body)
       assert.are.equal("next /v/abcd", c2:get("/v/abcd").body)
+      -- any Lua pattern: ? and braces inside, followed by more segments
+      local r3 = routerlib.new():get("/y/:y{%d%d%d%d?}/m/:m{[01]%d}", show("ym"))
+      local c3 = client(r3)
+      assert.are.equal("ym  /y/999/m/12 m=12 y=999", c3:get("/y/999/m/12").body)
+      assert.are.equal("ym  /y/2024/m/01 m=01 y=2024", c3:get("/y/2024/m/01").body)
+      assert.are.equal("next /y/20245/m/01", c3:get("/y/20245/m/01").body)
     end)
 
     it("*name captures the rest of the path, slashes included, possibly empty", function()
