@@ -21,8 +21,8 @@
 -- The path matched is owin.RequestPath: percent-decoded except "%2F", so an
 -- encoded slash never splits a segment, and captures are substrings of it.
 
-local type, tostring, error, pairs, select, setmetatable, getmetatable, pcall =
-  type, tostring, error, pairs, select, setmetatable, getmetatable, pcall
+local type, tostring, error, pairs, setmetatable, getmetatable, pcall =
+  type, tostring, error, pairs, setmetatable, getmetatable, pcall
 local string_byte, string_find, string_format, string_gsub, string_lower, string_match,
       string_sub =
   string.byte, string.find, string.format, string.gsub, string.lower, string.match,
