@@ -126,6 +126,10 @@ local function compose(steps)
     local kind = s[1]
     if kind == "run" then
       app = s[2]
+      if type(app) ~= "function" then            -- a callable table: an AppFunc is a function
+        local t = app
+        app = function(env) return t(env) end
+      end
     elseif kind == "use" then
       app = compose_use(s[2], app)
     elseif kind == "owin" then

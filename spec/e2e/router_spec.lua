@@ -85,6 +85,20 @@ describe("owin.router through the server #e2e", function()
     assert.are.equal("fell through /static/missing.txt", get("/static/missing.txt").body)
   end)
 
+  it("serves a router given to app.run, as the whole app", function()
+    local tmp = os.tmpname()
+    local script = tmp .. ".lua"
+    finally(function() os.remove(script); os.remove(tmp) end)
+    local f = assert(io.open(script, "w"))
+    f:write('app.run(require("owin.router").new():get("/x/:y", function(env) ',
+      'env["owin.ResponseBody"]:write(env["owin.RouteParams"].y) end))')
+    f:close()
+    local other = server.start(script)
+    finally(function() stop(other) end)
+    assert.are.equal("hey", assert(http.get(other.port, "/x/hey")).body)
+    assert.are.equal(404, assert(http.get(other.port, "/nope")).status)
+  end)
+
   it("serves a script that returns a router", function()
     local tmp = os.tmpname()
     local script = tmp .. ".lua"
