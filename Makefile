@@ -42,6 +42,7 @@ LUA_MODULES = lua/owin/init.lua lua/owin/cli.lua lua/owin/options.lua lua/owin/c
               lua/owin/json.lua lua/owin/errors.lua \
               lua/owin/http.lua lua/owin/static.lua lua/owin/websocket.lua lua/owin/wsapi.lua \
               lua/owin/socket.lua lua/owin/template.lua lua/owin/cors.lua lua/owin/compress.lua \
+              lua/owin/router.lua \
               lua/owin/wsapi/app.lua lua/owin/wsapi/handler.lua \
               lua/owin/host/check.lua lua/owin/host/response.lua lua/owin/host/status.lua \
               lua/owin/host/token.lua \

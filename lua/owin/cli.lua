@@ -187,6 +187,10 @@ function M.load_app(path)
   end
   if type(result) == "function" then return result end
   if owin.is_builder(result) then return result.build() end
+  local mt = getmetatable(result)
+  if type(mt) == "table" and type(mt.__call) == "function" then   -- an owin.router
+    return function(env) return result(env) end
+  end
   if result ~= nil then
     return nil, string.format("%s returned a %s: expected nothing, an AppFunc or a builder",
       path, type(result))

@@ -687,6 +687,10 @@ local response_mt = { __index = response_index, __newindex = response_newindex,
 -- ctx refuses new fields: it is a view, made again when needed, and a
 -- value put in it would be lost; per-request values belong in the env.
 local ctx_mt = {
+  -- ctx.params: the route's parameters (owin.router), {} when none
+  __index = function(ctx, k)
+    if k == "params" then return ctx.env["owin.RouteParams"] or {} end
+  end,
   __newindex = function(_, k)
     error(string_format("ctx.%s cannot be assigned (ctx holds no state: keep per-request " ..
       "values in the env, ctx.env[key] = value, where all middleware sees them)", tostring(k)), 2)

@@ -13,7 +13,8 @@
 local ok_core, core = pcall(require, "owin.core")
 if not ok_core then core = nil end
 
-local type, select, error, pcall, setmetatable = type, select, error, pcall, setmetatable
+local type, select, error, pcall, setmetatable, getmetatable =
+  type, select, error, pcall, setmetatable, getmetatable
 local tostring, string_format, io_stderr, os_date = tostring, string.format, io.stderr, os.date
 local coroutine_running = coroutine.running
 
@@ -50,8 +51,11 @@ end
 local Builder = {}
 Builder.__index = Builder
 
+-- A function, or a table whose metatable has __call (an owin.router).
 local function check_fn(f, what, n)
   if type(f) ~= "function" then
+    local mt = getmetatable(f)
+    if type(mt) == "table" and type(mt.__call) == "function" then return end
     error(string_format("bad argument #%d to '%s' (function expected, got %s)", n, what, type(f)), 3)
   end
 end
@@ -122,6 +126,10 @@ local function compose(steps)
     local kind = s[1]
     if kind == "run" then
       app = s[2]
+      if type(app) ~= "function" then            -- a callable table: an AppFunc is a function
+        local t = app
+        app = function(env) return t(env) end
+      end
     elseif kind == "use" then
       app = compose_use(s[2], app)
     elseif kind == "owin" then

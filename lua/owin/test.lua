@@ -205,6 +205,10 @@ local function load_script(path, loop)
   if not ok then error("owin.test: error while loading " .. path .. ": " .. tostring(result), 0) end
   if type(result) == "function" then return result end
   if owin.is_builder(result) then return result.build() end
+  local mt = getmetatable(result)
+  if type(mt) == "table" and type(mt.__call) == "function" then   -- an owin.router
+    return function(env) return result(env) end
+  end
   if result ~= nil then
     error(string.format("owin.test: %s returned a %s: expected nothing, an AppFunc or a builder",
       path, type(result)), 0)
