@@ -62,7 +62,8 @@ describe("#e2e the env table", function()
                          "owin.ResponseStatusCode", "owin.ResponseHeaders", "owin.ResponseBody",
                          "owin.CallCancelled", "owin.Version", "server.RemoteIpAddress",
                          "server.RemotePort", "server.LocalIpAddress", "server.LocalPort",
-                         "server.IsLocal", "server.OnSendingHeaders", "host.OnAppDisposing" }) do
+                         "server.IsLocal", "server.OnSendingHeaders", "host.OnAppDisposing",
+                         "server.OnRequestEnd" }) do
       assert.is_true(keys[k] == true, "pairs(env) misses " .. k)
     end
   end)

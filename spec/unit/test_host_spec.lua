@@ -447,7 +447,7 @@ describe("owin.test #unit", function()
                    "owin.CallCancelled", "owin.Version", "server.RemoteIpAddress",
                    "server.RemotePort", "server.LocalIpAddress", "server.LocalPort",
                    "server.IsLocal", "server.OnSendingHeaders", "host.OnAppDisposing",
-                   "sendfile.SendAsync" }
+                   "sendfile.SendAsync", "server.OnRequestEnd" }
 
     it("carries every key of the server's env, and pairs(env) lists them", function()
       local seen, env

@@ -981,7 +981,7 @@ describe("owin.wsapi.handler: an owinlua app under a WSAPI host #unit", function
       for _, k in ipairs({ "owin.RequestMethod", "owin.RequestBody", "owin.ResponseBody",
                            "owin.ResponseStatusCode", "owin.ResponseHeaders",
                            "owin.CallCancelled", "server.OnSendingHeaders",
-                           "host.OnAppDisposing", "owin.RequestId" }) do
+                           "server.OnRequestEnd", "host.OnAppDisposing", "owin.RequestId" }) do
         assert.is_true(keys[k], k)
       end
     end)
