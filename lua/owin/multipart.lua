@@ -28,8 +28,8 @@ local string_byte, string_char, string_find, string_format, string_gmatch, strin
       string_lower, string_match, string_sub =
   string.byte, string.char, string.find, string.format, string.gmatch, string.gsub,
   string.lower, string.match, string.sub
-local table_concat, math_type, math_random, math_huge = table.concat, math.type, math.random,
-  math.huge
+local table_concat, math_tointeger, math_random, math_huge = table.concat, math.tointeger,
+  math.random, math.huge
 local utf8_len, utf8_char = utf8.len, utf8.char
 local io_open, os_remove, os_getenv, os_tmpname = io.open, os.remove, os.getenv, os.tmpname
 
@@ -207,18 +207,22 @@ local function fail(self, msg)
   return nil, self.err, "EINVAL"
 end
 
-local function ended_early(self)
-  if self.state == PREAMBLE then
+local function ended_early(self, in_boundary)
+  if self.state == PREAMBLE and not in_boundary then
     return fail(self, string_format("no boundary line (--%s) in the body", self.boundary))
   end
   return fail(self, string_format("the body ends before the closing boundary (--%s--)",
     self.boundary))
 end
 
+local BARE_LF = "a boundary line ends in LF without CR"
+local NOT_CRLF = "text after the boundary on a boundary line"
+
 -- What follows "\r\n--boundary" at index j of buf: "close" (the final
 -- "--"), "open", k (transport padding and CRLF: the next part's headers
 -- start at k), "no" (another character: not a boundary, RFC 2046's
--- grammar), "bad" (padding not ended by CRLF), or "more" (not known yet).
+-- grammar), "bad", why (padding not ended by CRLF), or "more" (not known
+-- yet).
 local function after_boundary(self, buf, j)
   local c = string_byte(buf, j)
   if c == nil then return "more" end
@@ -228,17 +232,32 @@ local function after_boundary(self, buf, j)
     if c2 == 45 then return "close" end
     return "no"
   end
+  if c == 10 then return "bad", BARE_LF end
   if c ~= 32 and c ~= 9 and c ~= 13 then return "no" end
   local k = string_find(buf, "[^ \t]", j)
   if k == nil then
-    if #buf - j >= self.max_header_size then return "bad" end
+    if #buf - j >= self.max_header_size then return "bad", NOT_CRLF end
     return "more"
   end
-  if string_byte(buf, k) ~= 13 then return "bad" end
+  c = string_byte(buf, k)
+  if c == 10 then return "bad", BARE_LF end
+  if c ~= 13 then return "bad", NOT_CRLF end
   local lf = string_byte(buf, k + 1)
   if lf == nil then return "more" end
-  if lf ~= 10 then return "bad" end
+  if lf ~= 10 then return "bad", NOT_CRLF end
   return "open", k + 2
+end
+
+-- The first index of buf (from `from` on) that may start delim: the last
+-- CR of the final #delim - 1 bytes when what follows it is the start of
+-- delim (delim holds one CR, its first byte), else #buf + 1.
+local function held_from(buf, from, delim)
+  local n = #buf
+  local w = n - #delim + 2
+  if w < from then w = from end
+  local r = string_find(buf, "\r[^\r]*$", w)
+  if r ~= nil and string_sub(buf, r) == string_sub(delim, 1, n - r + 1) then return r end
+  return n + 1
 end
 
 -- Parses a part's header block (without its final CRLF CRLF) into
@@ -286,17 +305,17 @@ local function preamble(self)
     local i = string_find(buf, delim, self.from, true)
     if i == nil then
       if self.eof then return ended_early(self) end
-      local keep = #buf - #delim + 2
-      if keep > self.pos then self.pos, self.from = keep, keep end
+      local keep = held_from(buf, self.from, delim)
+      self.pos, self.from = keep, keep
       return false
     end
     local kind, k = after_boundary(self, buf, i + #delim)
     if kind == "more" then
-      if self.eof then return ended_early(self) end
+      if self.eof then return ended_early(self, true) end
       self.pos, self.from = i, i
       return false
     elseif kind == "bad" then
-      return fail(self, "text after the boundary on a boundary line")
+      return fail(self, k)
     elseif kind == "close" then
       self.state = DONE                         -- a form without parts
       return "done"
@@ -340,12 +359,11 @@ local function body(self)
     local i = string_find(buf, delim, self.from, true)
     if i == nil then
       if self.eof then return ended_early(self) end
-      local last = #buf - #delim + 1            -- no boundary starts at or before
-      if last < self.from - 1 then last = self.from - 1 end
-      if last < pos then return false end
-      self.pos = last + 1
-      if self.from < self.pos then self.from = self.pos end
-      return "data", string_sub(buf, pos, last)
+      local held = held_from(buf, self.from, delim)
+      self.from = held
+      if held == pos then return false end
+      self.pos = held
+      return "data", string_sub(buf, pos, held - 1)
     end
     if i > pos then
       self.pos, self.from = i, i
@@ -356,7 +374,7 @@ local function body(self)
       if self.eof then return ended_early(self) end
       return false
     elseif kind == "bad" then
-      return fail(self, "text after the boundary on a boundary line")
+      return fail(self, k)
     elseif kind == "close" then
       self.state = DONE                         -- the rest is the epilogue
       self.buf, self.pos, self.from = "", 1, 1
@@ -414,15 +432,17 @@ end
 
 local PARSER_OPTS = { max_header_size = true }
 
--- opts[k], checked: nil, a non-negative integer or math.huge.  Raises at
--- stack level `level` of its caller.
+-- opts[k], checked: nil, a whole number of bytes (8 * 2^20 will do) or
+-- math.huge.  Raises at stack level `level` of its caller.
 local function check_size(opts, k, fname, level)
   local v = opts[k]
-  if v ~= nil and (math_type(v) ~= "integer" and v ~= math_huge or v < 0) then
+  if v == nil or v == math_huge then return v end
+  local n = math_tointeger(v)
+  if n == nil or n < 0 then
     error(string_format("bad option %s to '%s' (a number of bytes expected, got %s)", k, fname,
       tostring(v)), level + 1)
   end
-  return v
+  return n
 end
 
 -- multipart.parser(boundary [, opts]) -> a parser.  opts.max_header_size:
@@ -489,7 +509,7 @@ local function form_options(opts, fname, level)
         level + 1)
     end
     if kind == "size" then
-      check_size(opts, k, fname, level + 1)
+      v = check_size(opts, k, fname, level + 1)
     elseif type(v) ~= kind then
       error(string_format("bad option %s to '%s' (%s expected, got %s)", k, fname, kind,
         type(v)), level + 1)
