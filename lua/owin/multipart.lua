@@ -701,6 +701,14 @@ function M.form(source, content_type, opts)
       end
       p:feed(s)
     elseif ev == "done" then
+      if st ~= "string" then                    -- the epilogue: read to the end, so
+        repeat                                  -- that the connection may be kept
+          local s, rerr, rcode = source:read(CHUNK)
+          if s == nil and rerr ~= nil then
+            return nil, rerr, rcode, READ_STATUS[rcode] or 400
+          end
+        until s == nil
+      end
       spooled.ok = true
       return form
     else

@@ -142,6 +142,22 @@ describe("#e2e response keys", function()
     assert.equal("ab", res.body)
   end)
 
+  it("runs server.OnRequestEnd callbacks last registered first when a request ends", function()
+    local c = assert(http.connect(srv.port))
+    local function get(path)
+      assert(c:send("GET " .. path .. " HTTP/1.1\r\nHost: h\r\n\r\n"))
+      return assert(c:read_response())
+    end
+    assert.equal("registered", get("/onend?id=a").body)
+    -- the next request on the connection starts after the callbacks ran
+    assert.equal("a:third,a:second,a:first", get("/onend-log").body)
+    assert.equal(500, get("/onend?id=b&fail=1").status)        -- after an app error too
+    assert.equal("a:third,a:second,a:first,b:third,b:second,b:first", get("/onend-log").body)
+    c:close()
+    assert.matches("%[error%] %[[%w%-]+%] server%.OnRequestEnd callback: [^\n]*second callback fails",
+      srv:stderr())
+  end)
+
   it("sends arrays as repeated headers, strings as one value, names case-insensitively", function()
     local res = http.get(srv.port, "/headers")
     local cookies = {}

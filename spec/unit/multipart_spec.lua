@@ -453,6 +453,20 @@ describe("owin.multipart #unit", function()
       assert.same({}, files_in(dir))
     end)
 
+    it("reads the stream to its end, epilogue included, so that the connection may be kept", function()
+      local left = { REFERENCE:sub(1, -10), REFERENCE:sub(-9, -5), REFERENCE:sub(-4) }
+      local reads = 0
+      local src = { read = function()
+        reads = reads + 1
+        return table.remove(left, 1)
+      end }
+      local form = assert(multipart.form(src, CT, { on_file = function() end }))
+      assert.same({ "Hello, world", "second" }, form.title)
+      assert.equal(4, reads)                        -- three chunks, then the end
+      assert.same({ nil, "ECONNRESET: the body failed", "ECONNRESET", 400 },
+        { multipart.form(stream({ REFERENCE }, "ECONNRESET"), CT, { on_file = function() end }) })
+    end)
+
     it("writes a large file through in pieces, never holding it in memory", function()
       local dir = tmpdir()
       local piece = string.rep("0123456789abcdef", 4096)            -- 64 KiB
