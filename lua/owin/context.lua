@@ -390,8 +390,13 @@ local function multipart_form(self, opts)
   elseif st.body_of == stream then
     source = st.body
   end
-  local form, err, code, status = multipart.form(source,
-    joined(env[REQ_HEADERS], "content-type"), opts)
+  local ct = env[REQ_HEADERS]["content-type"]
+  local form, err, code, status
+  if type(ct) == "table" and #ct > 1 then
+    form, err, code, status = nil, "EINVAL: more than one Content-Type header", "EINVAL", 400
+  else
+    form, err, code, status = multipart.form(source, type(ct) == "table" and ct[1] or ct, opts)
+  end
   if form ~= nil then
     local paths = spooled_paths(form, {})
     if #paths > 0 then

@@ -334,13 +334,15 @@ local function headers(self)
   if string_sub(buf, pos, pos + 1) == "\r\n" then
     block, after = "", pos + 2
   else
-    local e = string_find(buf, "\r\n\r\n", pos, true)
+    local e = string_find(buf, "\r\n\r\n", self.from, true)
     if e == nil or e - pos > self.max_header_size then
       if #buf - pos >= self.max_header_size then
         return fail(self, string_format("a part's headers are larger than %d bytes",
           self.max_header_size))
       end
       if self.eof then return ended_early(self) end
+      local from = #buf - 2                     -- what was searched is not searched again
+      if from > self.from then self.from = from end
       return false
     end
     block, after = string_sub(buf, pos, e - 1), e + 4
