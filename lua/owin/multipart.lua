@@ -439,10 +439,10 @@ local PARSER_OPTS = { max_header_size = true }
 local function check_size(opts, k, fname, level)
   local v = opts[k]
   if v == nil or v == math_huge then return v end
-  local n = math_tointeger(v)
-  if n == nil or n < 0 then
+  local n = type(v) == "number" and math_tointeger(v)
+  if not n or n < 0 then
     error(string_format("bad option %s to '%s' (a number of bytes expected, got %s)", k, fname,
-      tostring(v)), level + 1)
+      type(v) == "number" and tostring(v) or type(v)), level + 1)
   end
   return n
 end

@@ -648,6 +648,8 @@ describe("owin.multipart #unit", function()
           "bad option to 'form' (unknown option max_filesize)")
         assert.has_error(function() multipart.form("", CT, { max_size = 1.5 }) end,
           "bad option max_size to 'form' (a number of bytes expected, got 1.5)")
+        assert.has_error(function() multipart.form("", CT, { max_size = "5" }) end,
+          "bad option max_size to 'form' (a number of bytes expected, got string)")
         assert.has_error(function() multipart.form("", CT, { on_file = true }) end,
           "bad option on_file to 'form' (function expected, got boolean)")
         assert.has_error(function() multipart.form(42, CT) end,
