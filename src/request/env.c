@@ -106,7 +106,7 @@ static int on_sending (lua_State *L) {
 /*
 ** OnRequestEnd(callback, state): upvalue 1 is the request.  Kept as
 ** OnSendingHeaders keeps its entries, in UV_ONEND; the request cycle runs
-** them when the request ends (owl_req_run_onend, request.c).
+** them when the request ends (run_onend, request.c).
 */
 static int on_end (lua_State *L) {
   owl_req_t *r = checkreq(L, lua_upvalueindex(1));
@@ -129,6 +129,7 @@ static int on_end (lua_State *L) {
   lua_rawseti(L, 3, n + 2);
   lua_pushinteger(L, n + 2);
   lua_setfield(L, 3, "n");
+  r->onend = 1;
   return 0;
 }
 

@@ -153,6 +153,7 @@ static int call_onend (lua_State *L) {
 ** registered meanwhile runs too.  An error is logged and the others run.
 */
 static void run_onend (lua_State *L, owl_req_t *r) {
+  r->onend = 0;
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref);
   int ri = lua_gettop(L);
   while (lua_getiuservalue(L, ri, UV_ONEND) == LUA_TTABLE) {
@@ -203,7 +204,8 @@ static void req_end (owl_req_t *r, int status) {
   r->task.co_ref = LUA_NOREF;
   r->head_live = 0;                         /* the head goes to the next request */
   owl_scope_end(&r->scope);                 /* its threads and cosockets */
-  run_onend(L, r);
+  if (r->onend)
+    run_onend(L, r);
   release(r);
   if (c != NULL) {
     r->conn = NULL;
