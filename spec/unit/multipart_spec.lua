@@ -204,6 +204,37 @@ describe("owin.multipart #unit", function()
       end
     end)
 
+    it("never raises on mangled bodies, and gives the same answer however they are split", function()
+      local rng = 20240601
+      local function rand(n)                  -- a fixed LCG: the same cases on every run
+        rng = (rng * 1103515245 + 12345) % 2147483648
+        return rng % n + 1
+      end
+      local pieces = { "\r\n--XyZ", "--", "\r\n", "\r", "\n", "--XyZ--", " ", ":", ";", '"',
+                       "Content-Disposition: form-data; name=x\r\n\r\n", "\0", "\255" }
+      for case = 1, 400 do
+        local body = REFERENCE
+        for _ = 1, rand(4) do
+          local at, how = rand(#body), rand(3)
+          if how == 1 then                    -- insert something boundary-like
+            body = body:sub(1, at - 1) .. pieces[rand(#pieces)] .. body:sub(at)
+          elseif how == 2 then                -- drop a few bytes
+            body = body:sub(1, at - 1) .. body:sub(at + rand(8))
+          else                                -- cut the body short
+            body = body:sub(1, at)
+          end
+        end
+        local whole = parse({ body })
+        local chunks, i = {}, 1
+        while i <= #body do
+          local n = rand(9)
+          chunks[#chunks + 1] = body:sub(i, i + n - 1)
+          i = i + n
+        end
+        assert.same(whole, parse(chunks), "case " .. case .. ": " .. string.format("%q", body))
+      end
+    end)
+
     it("passes content on as it arrives, holding back only what may start a boundary", function()
       local p = multipart.parser("XyZ")
       p:feed("--XyZ\r\n" .. field("a", "0123456789"))
