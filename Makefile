@@ -28,10 +28,10 @@ APP ?= apps/hello.lua
 # The C core by layer, from the bottom (docs/ARCHITECTURE.md): includes
 # point down only.
 SRCS = src/codec/buf.c src/codec/chunked.c src/codec/http_resp.c src/codec/status.c src/codec/ws.c \
-       src/codec/ws_handshake.c \
+       src/codec/ws_handshake.c src/codec/gzip.c \
        src/net/tcp.c src/net/conn.c \
        src/runtime/runtime.c src/runtime/task.c src/runtime/thread.c \
-       src/runtime/headers.c \
+       src/runtime/headers.c src/runtime/gzip_lua.c \
        src/client/cosock.c src/client/udp.c src/client/dns.c src/client/httpc.c \
        src/http/http1.c src/http/websocket.c \
        src/request/env.c src/request/request.c src/request/response.c \
@@ -41,7 +41,7 @@ HEADERS = $(wildcard src/*/*.h)
 LUA_MODULES = lua/owin/init.lua lua/owin/cli.lua lua/owin/options.lua lua/owin/context.lua lua/owin/headers.lua \
               lua/owin/http.lua lua/owin/static.lua lua/owin/websocket.lua lua/owin/wsapi.lua \
               lua/owin/multipart.lua \
-              lua/owin/socket.lua \
+              lua/owin/socket.lua lua/owin/template.lua lua/owin/cors.lua lua/owin/compress.lua \
               lua/owin/wsapi/app.lua lua/owin/wsapi/handler.lua \
               lua/owin/host/check.lua lua/owin/host/response.lua lua/owin/host/status.lua \
               lua/owin/host/token.lua \
@@ -61,7 +61,8 @@ Z_LIBS ?= -lz
 LIBS = $(LUA_LIBS) $(UV_LIBS) $(Z_LIBS) -lm
 
 CODEC_SRCS = src/codec/buf.c src/codec/chunked.c src/codec/http_resp.c src/codec/ws.c \
-             src/codec/ws_handshake.c src/client/httpc.c src/runtime/codec_lua.c
+             src/codec/ws_handshake.c src/codec/gzip.c src/client/httpc.c src/runtime/gzip_lua.c \
+             src/runtime/codec_lua.c
 # llhttp for the codec module (the response parser), compiled for a shared object
 CODEC_LLHTTP_OBJS = $(LLHTTP_OBJS:build/llhttp/%=build/pic/llhttp/%)
 

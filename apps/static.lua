@@ -6,9 +6,6 @@
 --   curl -i http://127.0.0.1:8080/api/time    (the fallback app)
 local static = require("owin.static")
 
--- apps/public next to this script, wherever the server is started from
-local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
-
 -- one log line per request, static or not
 app.use(function(env, next)
   next()
@@ -16,8 +13,9 @@ app.use(function(env, next)
                 env["owin.ResponseStatusCode"])
 end)
 
--- files: revalidated after a minute (ETag / Last-Modified make that a 304)
-app.use(static(here .. "public", { cache_control = "public, max-age=60" }))
+-- files: revalidated after a minute (ETag / Last-Modified make that a 304).
+-- "public" is relative to this script, wherever the server is started from.
+app.use(static("public", { cache_control = "public, max-age=60" }))
 
 -- everything else
 app.run(function(env)

@@ -168,6 +168,7 @@ function M.load_app(path)
   package.path = dir .. "/?.lua;" .. dir .. "/?/init.lua;" .. package.path
   local chunk, err = loadfile(path)
   if not chunk then return nil, load_error(path, err) end
+  owin.set_app_dir(dir == "" and "/" or dir)  -- relative paths in the app start here
   local builder = owin.new()
   _G.app = builder
   _G.owin = owin

@@ -678,6 +678,20 @@ function Response.html(self, s, status)
   return send(self, "text/html; charset=utf-8", check_string(s, 1, "html"), status, "html")
 end
 
+-- response:render(name, locals, status?): text/html; charset=utf-8, the
+-- template `name` rendered with `locals` (and the request's
+-- template.locals(env)) by the engine that owin.template's
+-- engine:middleware() left in the env.  Raises without one.
+function Response.render(self, name, locals, status)
+  local engine = self[1]["template.Engine"]
+  if engine == nil then
+    error("response:render: no template engine for this request: add " ..
+      "app.use(views:middleware()), with views = require(\"owin.template\").new(...)", 2)
+  end
+  local html = engine:_render(name, locals, self[1], 2)
+  return send(self, "text/html; charset=utf-8", html, status, "render")
+end
+
 -- response:json(value, status?): application/json.  Raises when no JSON
 -- library is installed, or when the library cannot encode value.
 function Response.json(self, value, status)

@@ -229,6 +229,42 @@ M.set_env = set_env
 M.current_env = current_env
 
 ------------------------------------------------------------------------------
+-- The app script's directory, as an absolute path.  The hosts that load a
+-- script (owin.cli, owin.test) set it before the script runs, so that a
+-- relative path in the app (owin.static's root) means the same thing from
+-- any working directory.  nil when no script was loaded (an app built in
+-- Lua and handed to a host).
+
+local app_dir
+
+function M.app_dir()
+  return app_dir
+end
+
+-- owin.set_app_dir(dir): dir is made absolute (canonical with owin.fs,
+-- else joined to $PWD); nil forgets it.  Returns the absolute directory.
+function M.set_app_dir(dir)
+  if dir ~= nil and type(dir) ~= "string" then
+    error("bad argument #1 to 'set_app_dir' (directory path expected, got " .. type(dir) .. ")", 2)
+  end
+  if dir == nil or dir == "" then
+    app_dir = nil
+    return nil
+  end
+  local real = M.fs and M.fs.realpath(dir)
+  if real then
+    dir = real
+  elseif dir:sub(1, 1) ~= "/" then
+    local pwd = os.getenv("PWD")
+    if pwd and pwd:sub(1, 1) == "/" then
+      dir = (dir == "." and pwd) or pwd:gsub("/$", "") .. "/" .. dir:gsub("^%./", "")
+    end
+  end
+  app_dir = dir
+  return dir
+end
+
+------------------------------------------------------------------------------
 -- Cosockets: what connect does around the C primitives (src/client/): take
 -- an idle connection of the pool, or resolve the name and connect to its
 -- addresses in turn.

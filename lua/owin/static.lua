@@ -4,6 +4,9 @@
 --   app.use(static("public", { cache_control = "public, max-age=3600" }))
 --   app.run(function(env) ... end)        -- everything static did not serve
 --
+-- A relative root is relative to the app script's directory (owin.app_dir),
+-- not to the working directory the server was started from.
+--
 -- GET and HEAD requests whose path names a regular file under `root` get the
 -- file, with its Content-Type, ETag and Last-Modified, conditional requests
 -- (304, 412) and single byte ranges (206, 416).  The bytes go out through
@@ -444,11 +447,29 @@ local function option(opts, key, kind)
   return v
 end
 
--- The C core's owin.fs, looked up when a middleware is made (the module
--- itself loads without it).
-local function default_fs()
+-- The owin module (the C core's owin.fs, app_dir), looked up when a
+-- middleware is made: this module itself loads without it.
+local function owin_module()
   local ok, owin = pcall(require, "owin")
-  return ok and owin.fs or nil
+  return ok and type(owin) == "table" and owin or nil
+end
+
+local function default_fs()
+  local owin = owin_module()
+  return owin and owin.fs or nil
+end
+
+-- The path to open for `root`, and how to name it in an error.  A relative
+-- root is relative to the app script's directory (owin.app_dir), whatever
+-- the working directory; without a script, to the working directory.
+local function resolve_root(fs, root)
+  if string_byte(root, 1) == 47 then return root, root end
+  local owin = owin_module()
+  local base = owin and owin.app_dir and owin.app_dir()
+  if base == nil then base = fs.realpath(".") end
+  if base == nil then return root, root end
+  local path = (base == "/" and "" or base) .. "/" .. root:gsub("^%./", "")
+  return path, root .. " (resolved to " .. path .. ")"
 end
 
 local function static(root, opts)
@@ -476,11 +497,15 @@ local function static(root, opts)
   end
   -- The root is resolved once: a missing root is a mistake to report at
   -- start-up, not a 404 on every request.
-  local real, err, code = fs.realpath(root)
-  if not real then error("owin.static: bad root " .. root .. ": " .. tostring(code or err), 2) end
+  local path, shown = resolve_root(fs, root)
+  local real, err, code = fs.realpath(path)
+  if not real then
+    err = tostring(err or code):gsub(" %(.*%)$", "")     -- the path is in `shown`
+    error("owin.static: bad root " .. shown .. ": " .. err, 2)
+  end
   local st = fs.stat(real)
   if not st or st.type ~= "directory" then
-    error("owin.static: bad root " .. root .. ": not a directory", 2)
+    error("owin.static: bad root " .. shown .. ": not a directory", 2)
   end
   local self = {
     fs = fs,

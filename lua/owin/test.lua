@@ -182,6 +182,7 @@ local function load_script(path, loop)
   local genv = setmetatable({ app = builder, owin = owin }, { __index = _G, __newindex = _G })
   local chunk, err = loadfile(path, "bt", genv)
   if not chunk then error("owin.test: cannot load " .. err, 0) end
+  owin.set_app_dir(dir == "" and "/" or dir)  -- relative paths in the app start here
   if rawget(_G, "owin") == nil then _G.owin = owin end
   local done, ok, result
   loop:spawn(chunk, nil, function(_, fine, lerr, traceback, results)

@@ -108,9 +108,22 @@ function Server:wait_exit(timeout)
   return not alive(self.pid)
 end
 
+-- The binary's path for a shell that may cd elsewhere (opts.cwd).
+local function bin_for(opts)
+  if opts.cwd and BIN:sub(1, 1) ~= "/" then return (os.getenv("PWD") or ".") .. "/" .. BIN end
+  return BIN
+end
+
+-- "cd DIR || exit 1; " for opts.cwd, else "".
+local function cd_for(opts)
+  return opts.cwd and ("cd " .. shell_quote(opts.cwd) .. " || exit 1; ") or ""
+end
+
 -- start(app, args, opts) -> server
 -- app: path of an app script; args: extra CLI arguments; opts.env: table of
 -- environment variables; opts.listen: override the --listen value;
+-- opts.cwd: the working directory to start the server in (app is then
+-- relative to it);
 -- opts.nofile: the shell sets RLIMIT_NOFILE to this many descriptors before
 -- it starts the server (ulimit -n; a failure to raise it is left for the
 -- caller to notice in /proc/PID/limits).
@@ -123,14 +136,15 @@ function M.start(app, args, opts)
   end
   local cmd = {}
   cmd[#cmd + 1] = os.getenv("OWINLUA_WRAP") or ""
-  cmd[#cmd + 1] = shell_quote(BIN)
+  cmd[#cmd + 1] = shell_quote(bin_for(opts))
   if opts.listen ~= false then   -- false: the caller sets OWINLUA_LISTEN instead
     cmd[#cmd + 1] = "--listen " .. shell_quote(opts.listen or "127.0.0.1:0")
   end
   for _, a in ipairs(args or {}) do cmd[#cmd + 1] = shell_quote(a) end
   if app then cmd[#cmd + 1] = shell_quote(app) end
   local line
-  local limit = opts.nofile and string.format("ulimit -n %d 2>/dev/null; ", opts.nofile) or ""
+  local limit = cd_for(opts) ..
+    (opts.nofile and string.format("ulimit -n %d 2>/dev/null; ", opts.nofile) or "")
   if #parts > 0 then
     line = string.format("exec 2>%s; %secho $$; exec env %s %s", errfile, limit,
       table.concat(parts, " "), table.concat(cmd, " "))
@@ -160,17 +174,18 @@ end
 
 -- Runs the binary to completion (for --help, --check, startup errors).
 -- Returns stdout, stderr, exit code.  opts.timeout: seconds after which the
--- binary gets SIGTERM (then SIGKILL 5 s later), for a run that must end.
+-- binary gets SIGTERM (then SIGKILL 5 s later), for a run that must end;
+-- opts.cwd: the working directory to run it in.
 function M.run(args, opts)
   opts = opts or {}
   local errfile = tmpname()
-  local cmd = { shell_quote(BIN) }
+  local cmd = { shell_quote(bin_for(opts)) }
   if opts.timeout then table.insert(cmd, 1, "timeout -k 5 " .. opts.timeout) end
   for _, a in ipairs(args or {}) do cmd[#cmd + 1] = shell_quote(a) end
   local envs = {}
   for k, v in pairs(opts.env or {}) do envs[#envs + 1] = k .. "=" .. shell_quote(v) end
-  local line = string.format("%s %s 2>%s", #envs > 0 and ("env " .. table.concat(envs, " ")) or "",
-    table.concat(cmd, " "), errfile)
+  local line = string.format("%s%s %s 2>%s", cd_for(opts),
+    #envs > 0 and ("env " .. table.concat(envs, " ")) or "", table.concat(cmd, " "), errfile)
   local proc = assert(io.popen(line, "r"))
   local out = proc:read("a")
   local _, _, code = proc:close()

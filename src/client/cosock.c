@@ -49,7 +49,6 @@ struct owl_csock {
   owl_tcp_t tcp;                    /* first: the transport is the socket */
   uv_timer_t rtimer, wtimer;        /* the reader's and writer's timeouts; the
                                        idle timeout while pooled */
-  uv_connect_t creq;
   owl_buf_t in;                     /* received, not yet returned */
   owl_buf_t out;                    /* a send's bytes the kernel did not take */
   owl_task_t *reader, *writer;      /* the tasks waiting on it */
@@ -654,8 +653,11 @@ static int tcp_unslot (lua_State *L) {
 }
 
 
+/* The connect request is malloc'd for its time only: an open or pooled
+** connection does not carry it. */
 static void on_connect (uv_connect_t *req, int status) {
   owl_csock_t *s = req->data;
+  free(req);
   s->connecting = 0;
   if (s->closed)
     return;
@@ -730,8 +732,12 @@ static int tcp_connect_addr (lua_State *L) {
   if (u->s)
     csock_close(u->s);
   owl_csock_t *s = calloc(1, sizeof *s);
-  if (s == NULL)
+  uv_connect_t *creq = malloc(sizeof *creq);
+  if (s == NULL || creq == NULL) {
+    free(s);
+    free(creq);
     return luaL_error(L, "not enough memory");
+  }
   s->tcp.t.owner = s;
   s->tcp.t.on_read = on_read;
   s->tcp.t.on_written = on_written;
@@ -740,16 +746,17 @@ static int tcp_connect_addr (lua_State *L) {
   uv_timer_init(owl_srv.loop, &s->wtimer);
   s->rtimer.data = s->wtimer.data = s;
   s->nhandles = 3;
-  s->creq.data = s;
+  creq->data = s;
   s->connecting = 1;
   s->gnext = all_socks;
   if (all_socks)
     all_socks->gprev = s;
   all_socks = s;
   attach(u, s, t);
-  int err = owl_tcp_connect(&s->tcp, owl_srv.loop, (struct sockaddr *)&ss, path, &s->creq,
+  int err = owl_tcp_connect(&s->tcp, owl_srv.loop, (struct sockaddr *)&ss, path, creq,
                             on_connect, rbuf, sizeof rbuf);
-  if (err) {
+  if (err) {                                /* no callback will come */
+    free(creq);
     s->connecting = 0;
     csock_close(s);
     return fail(L, errtext(err));

@@ -25,6 +25,11 @@
 ** (client/httpc.c):
 **   codec.http_response_parser([opts]) -> parser; parser:feed(data),
 **   parser:eof(), parser:done()
+**
+** gzip streams, the very binding owin.core carries (runtime/gzip_lua.c):
+**   codec.gzip([level]) -> deflater; d:write(data), d:flush(),
+**   d:finish([data]), d:close()
+**   codec.gunzip(data [, max]) -> content, consumed | nil, err, code
 */
 
 #include <string.h>
@@ -33,6 +38,7 @@
 #include <lauxlib.h>
 
 #include "client/httpc.h"
+#include "runtime/gzip_lua.h"
 #include "codec/chunked.h"
 #include "codec/ws.h"
 
@@ -512,5 +518,6 @@ int luaopen_owl_codec (lua_State *L) {
   };
   luaL_newlib(L, funcs);
   owl_open_httpc(L);
+  owl_open_gzip(L);
   return 1;
 }

@@ -10,6 +10,7 @@
 #include "server/server.h"
 #include "client/client.h"
 #include "client/httpc.h"
+#include "runtime/gzip_lua.h"
 
 
 /* {====== owin.core */
@@ -189,6 +190,7 @@ int luaopen_owin_core (lua_State *L) {
   owl_open_udp(L);
   owl_open_dns(L);
   owl_open_httpc(L);
+  owl_open_gzip(L);
   owl_open_request(L);
   owl_open_env(L);
   owl_open_websocket(L);
