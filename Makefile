@@ -41,6 +41,7 @@ HEADERS = $(wildcard src/*/*.h)
 LUA_MODULES = lua/owin/init.lua lua/owin/cli.lua lua/owin/options.lua lua/owin/context.lua lua/owin/headers.lua \
               lua/owin/json.lua lua/owin/errors.lua \
               lua/owin/http.lua lua/owin/static.lua lua/owin/websocket.lua lua/owin/wsapi.lua \
+              lua/owin/multipart.lua \
               lua/owin/socket.lua lua/owin/template.lua lua/owin/cors.lua lua/owin/compress.lua \
               lua/owin/router.lua \
               lua/owin/wsapi/app.lua lua/owin/wsapi/handler.lua \

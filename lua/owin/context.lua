@@ -27,7 +27,7 @@
 -- Misuse raises (a bad argument, an unknown property assigned, a header or
 -- status changed after the headers went out); runtime failures return nil,
 -- "ENAME: message", "ENAME" (the client went away, sent JSON that does not
--- parse, a multipart form).
+-- parse, a malformed form: form() adds the HTTP status to answer with).
 
 local type, tostring, tonumber, error, pcall, pairs, rawget, rawset, setmetatable, require =
   type, tostring, tonumber, error, pcall, pairs, rawget, rawset, setmetatable, require
@@ -35,8 +35,8 @@ local string_byte, string_char, string_find, string_format, string_gsub, string_
       string_match, string_sub =
   string.byte, string.char, string.find, string.format, string.gsub, string.lower,
   string.match, string.sub
-local table_concat, math_tointeger, math_type, os_date =
-  table.concat, math.tointeger, math.type, os.date
+local table_concat, math_tointeger, math_type, os_date, os_remove =
+  table.concat, math.tointeger, math.type, os.date, os.remove
 
 local METHOD, PATH, PATH_BASE, QUERY = "owin.RequestMethod", "owin.RequestPath",
   "owin.RequestPathBase", "owin.RequestQueryString"
@@ -357,19 +357,94 @@ local function media_type(self)
   return ct and string_lower(string_match(ct, "^[ \t]*([^;, \t]*)")) or ""
 end
 
--- request:form() -> name -> value for an application/x-www-form-urlencoded
--- body, a name sent more than once -> array of its values; {} for another
--- content type; nil, "ENOTSUP: ...", "ENOTSUP" for multipart/form-data;
--- nil, err, code when reading the body fails.
-function Request.form(self)
+-- The status to answer a failed read of the body with.
+local READ_STATUS = { E2BIG = 413, ETIMEDOUT = 408 }
+
+local multipart         -- owin.multipart, loaded with the first multipart form
+
+-- server.OnRequestEnd callback: removes the files a multipart form spooled
+-- (those the app moved away are gone already).
+local function remove_files(paths)
+  for i = 1, #paths do os_remove(paths[i]) end
+end
+
+-- The paths of the spooled files in form, added to paths.
+local function spooled_paths(form, paths)
+  for _, v in pairs(form) do
+    if type(v) == "table" then
+      if v.filename ~= nil then
+        if v.path then paths[#paths + 1] = v.path end
+      else
+        for i = 1, #v do
+          local x = v[i]
+          if type(x) == "table" and x.path then paths[#paths + 1] = x.path end
+        end
+      end
+    end
+  end
+  return paths
+end
+
+-- request:form() for multipart/form-data: read from the stream (or from the
+-- body, when body() read it first) once; the result, or the failure, is
+-- kept for the next call.
+local function multipart_form(self, opts)
+  local env = self[1]
+  local st = state(env)
+  local stream = env[REQ_BODY]
+  if st.mform ~= nil and st.mform_of == stream then
+    local r = st.mform
+    return r[1], r[2], r[3], r[4]
+  end
+  local source = stream
+  if stream == nil then
+    source = ""
+  elseif st.body_of == stream then
+    source = st.body
+  end
+  local ct = env[REQ_HEADERS]["content-type"]
+  local form, err, code, status
+  if type(ct) == "table" and #ct > 1 then
+    form, err, code, status = nil, "EINVAL: more than one Content-Type header", "EINVAL", 400
+  else
+    form, err, code, status = multipart.form(source, type(ct) == "table" and ct[1] or ct, opts)
+  end
+  if form ~= nil then
+    local paths = spooled_paths(form, {})
+    if #paths > 0 then
+      local on_end = env["server.OnRequestEnd"]
+      if type(on_end) == "function" then
+        on_end(remove_files, paths)
+      else                        -- a host without it: when the form is collected
+        setmetatable(form, { __gc = function() remove_files(paths) end })
+      end
+    end
+  end
+  st.mform, st.mform_of = { form, err, code, status }, stream
+  return form, err, code, status
+end
+
+-- request:form([opts]) -> name -> value for an application/x-www-form-
+-- urlencoded or multipart/form-data body (a name sent more than once ->
+-- array of its values; a multipart file -> { name, filename, content_type,
+-- headers, size, path }), {} for another content type, or nil, err, code,
+-- status: the HTTP status to answer with (400 malformed, 413 over a limit,
+-- 408 the body timed out, 500 a file could not be spooled).  opts: see
+-- owin.multipart's form(); the first call's options are the ones used.
+-- Spooled files are removed when the request ends (server.OnRequestEnd).
+function Request.form(self, opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #1 to 'form' (options table expected, got " .. type(opts) .. ")", 2)
+  end
   local mt = media_type(self)
-  if mt == "multipart/form-data" then
-    return nil, "ENOTSUP: multipart/form-data is not supported by request:form(); " ..
-      "read the parts from request:chunks()", "ENOTSUP"
+  if mt == "multipart/form-data" or opts ~= nil then
+    multipart = multipart or require("owin.multipart")
+    multipart.options(opts, "form", 2)              -- raises on a wrong option
+    if mt == "multipart/form-data" then return multipart_form(self, opts) end
   end
   if mt ~= "application/x-www-form-urlencoded" then return {} end
   local body, err, code = Request.body(self)
-  if body == nil then return nil, err, code end
+  if body == nil then return nil, err, code, READ_STATUS[code] or 400 end
   local st = state(self[1])
   if st.form_of == body then return st.form end
   local first, all = parse_urlencoded(body)

@@ -1,6 +1,7 @@
 -- The example apps in apps/, served by the real owinlua binary on port 0 and
 -- checked over real sockets: hello, timing (Server-Timing header), upload
--- (streamed body, byte count and Adler-32), sse (events one second apart).
+-- (streamed body or multipart form, byte count and Adler-32), sse (events
+-- one second apart).
 --
 --   busted --lua=lua5.4 spec/e2e/apps_spec.lua
 
@@ -137,11 +138,43 @@ describe("example apps #e2e", function()
       assert.are.equal(answer(0, "00000001"), res.body)
     end)
 
-    it("answers GET with 405 and Allow", function()
+    it("serves its upload page at GET, and answers DELETE with 405 and Allow", function()
       local srv = start("apps/upload.lua")
       local res = assert(http.get(srv.port, "/"))
+      assert.are.equal(200, res.status)
+      assert.are.equal("text/html; charset=utf-8", res.headers["content-type"])
+      assert.matches('<form method="post" enctype="multipart/form%-data">', res.body)
+      assert.matches('<input type="file" name="file" multiple>', res.body)
+      res = assert(http.get(srv.port, "/", nil, "DELETE"))
       assert.are.equal(405, res.status)
-      assert.are.equal("POST, PUT", res.headers["allow"])
+      assert.are.equal("GET, HEAD, POST, PUT", res.headers["allow"])
+    end)
+
+    it("checksums the files of a multipart form (curl -F) as they arrive", function()
+      local srv = start("apps/upload.lua", { "--max-body", "64m" })
+      local big = random_bytes(2 * 1024 * 1024 + 17, 7)
+      local dir = os.tmpname()
+      os.remove(dir)
+      assert(os.execute("mkdir " .. dir))
+      defer(function() os.execute("rm -rf " .. dir) end)
+      local function put(name, data)
+        local f = assert(io.open(dir .. "/" .. name, "wb"))
+        f:write(data)
+        f:close()
+      end
+      put("big.bin", big)
+      put("w.txt", "Wikipedia")
+      local cmd = string.format("curl -s -F note=hello -F 'file=@%s/big.bin' " ..
+        "-F 'file=@%s/w.txt;filename=../../etc/w.txt;type=text/plain' http://127.0.0.1:%d/",
+        dir, dir, srv.port)
+      local p = assert(io.popen(cmd))
+      local out = p:read("a")
+      p:close()
+      assert.are.equal(
+        string.format("file file: big.bin (application/octet-stream), %d bytes, adler32 %s\n",
+          #big, adler32(big)) ..
+        "file file: w.txt (text/plain), 9 bytes, adler32 11e60398\n" ..
+        "field note: hello\n", out)
     end)
   end)
 

@@ -152,10 +152,15 @@ describe("owin.context through the server #e2e", function()
       assert.are.equal("", t.empty)
     end)
 
-    it("answers a multipart form with ENOTSUP (not supported)", function()
-      local res = post("/form", "multipart/form-data; boundary=x", "--x--\r\n")
-      assert.are.equal(415, res.status)
-      assert.matches("^ENOTSUP: multipart/form%-data is not supported", res.body)
+    it("decodes a multipart form, and answers a malformed one with its status", function()
+      local res = post("/form", "multipart/form-data; boundary=x",
+        "--x\r\nContent-Disposition: form-data; name=a\r\n\r\n1\r\n--x\r\n" ..
+        "Content-Disposition: form-data; name=a\r\n\r\n2\r\n--x--\r\n")
+      assert.are.equal(200, res.status)
+      assert.are.equal("1,2", parse(res.body).a)
+      res = post("/form", "multipart/form-data", "--x--\r\n")
+      assert.are.equal(400, res.status)
+      assert.are.equal("EINVAL: multipart/form-data without a boundary parameter", res.body)
     end)
 
     it("streams a large body with chunks()", function()

@@ -62,7 +62,8 @@ describe("#e2e the env table", function()
                          "owin.ResponseStatusCode", "owin.ResponseHeaders", "owin.ResponseBody",
                          "owin.CallCancelled", "owin.Version", "server.RemoteIpAddress",
                          "server.RemotePort", "server.LocalIpAddress", "server.LocalPort",
-                         "server.IsLocal", "server.OnSendingHeaders", "host.OnAppDisposing" }) do
+                         "server.IsLocal", "server.OnSendingHeaders", "host.OnAppDisposing",
+                         "server.OnRequestEnd" }) do
       assert.is_true(keys[k] == true, "pairs(env) misses " .. k)
     end
   end)
@@ -139,6 +140,22 @@ describe("#e2e response keys", function()
     assert.equal(201, res.status)
     assert.equal("second,first", res.headers["x-order"])
     assert.equal("ab", res.body)
+  end)
+
+  it("runs server.OnRequestEnd callbacks last registered first when a request ends", function()
+    local c = assert(http.connect(srv.port))
+    local function get(path)
+      assert(c:send("GET " .. path .. " HTTP/1.1\r\nHost: h\r\n\r\n"))
+      return assert(c:read_response())
+    end
+    assert.equal("registered", get("/onend?id=a").body)
+    -- the next request on the connection starts after the callbacks ran
+    assert.equal("a:third,a:second,a:first", get("/onend-log").body)
+    assert.equal(500, get("/onend?id=b&fail=1").status)        -- after an app error too
+    assert.equal("a:third,a:second,a:first,b:third,b:second,b:first", get("/onend-log").body)
+    c:close()
+    assert.matches("%[error%] %[[%w%-]+%] server%.OnRequestEnd callback: [^\n]*second callback fails",
+      srv:stderr())
   end)
 
   it("sends arrays as repeated headers, strings as one value, names case-insensitively", function()

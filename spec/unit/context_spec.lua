@@ -467,17 +467,23 @@ describe("owin.context #unit", function()
         assert.are.equal(req:form(), req:form())
       end)
 
-      it("returns nil, ENOTSUP for multipart/form-data", function()
-        local res = { form_of("--x--", "multipart/form-data; boundary=x"):form() }
-        assert.is_nil(res[1])
-        assert.matches("^ENOTSUP: multipart/form%-data is not supported", res[2])
-        assert.are.equal("ENOTSUP", res[3])
+      it("decodes a multipart/form-data body (more in multipart_spec.lua)", function()
+        local req = form_of("--x\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--x--",
+          "multipart/form-data; boundary=x")
+        assert.are.same({ a = "1" }, req:form())
       end)
 
-      it("returns nil, err, code when reading fails", function()
-        local req = context(fake_env({ fail = "E2BIG",
-          headers = { ["Content-Type"] = "application/x-www-form-urlencoded" } })).request
-        assert.are.same({ nil, "E2BIG: client closed the connection", "E2BIG" }, { req:form() })
+      it("returns nil, err, code and the status to answer when reading fails", function()
+        local function fails(code)
+          return context(fake_env({ fail = code,
+            headers = { ["Content-Type"] = "application/x-www-form-urlencoded" } })).request
+        end
+        assert.are.same({ nil, "E2BIG: client closed the connection", "E2BIG", 413 },
+          { fails("E2BIG"):form() })
+        assert.are.same({ nil, "ETIMEDOUT: client closed the connection", "ETIMEDOUT", 408 },
+          { fails("ETIMEDOUT"):form() })
+        assert.are.same({ nil, "ECONNRESET: client closed the connection", "ECONNRESET", 400 },
+          { fails("ECONNRESET"):form() })
       end)
     end)
 

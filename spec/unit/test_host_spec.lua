@@ -332,6 +332,45 @@ describe("owin.test #unit", function()
       end):get("/")
       assert.equal(202, res.status)
     end)
+
+    it("runs OnRequestEnd once each, last registered first, when the request is over", function()
+      local log, env_of = {}, nil
+      local c = client_of(function(env)
+        env_of = env
+        local reg = env["server.OnRequestEnd"]
+        reg(function(state) log[#log + 1] = state end, "first")
+        reg(function(state)
+          log[#log + 1] = state
+          reg(function(s) log[#log + 1] = s end, "added by second")   -- runs too
+          error("second fails")
+        end, "second")
+        reg(function(state) log[#log + 1] = state .. " sent=" .. tostring(env["owin.ResponseBody"] ~= nil) end,
+          "third")
+        env["owin.ResponseBody"]:write("body")
+        log[#log + 1] = "app returns"
+      end)
+      local res = c:get("/")
+      assert.equal("body", res.body)
+      assert.same({ "app returns", "third sent=true", "second", "first", "added by second" }, log)
+      assert.equal(1, #c.errors)
+      assert.equal("server.OnRequestEnd callback", c.errors[1].kind)
+      assert.matches("second fails", c.errors[1].error)
+      assert.equal("test-1", c.errors[1].request_id)
+      assert.has_error(function() env_of["server.OnRequestEnd"](function() end) end,
+        "server.OnRequestEnd: the request has ended")
+    end)
+
+    it("runs OnRequestEnd after an app error and after the client left", function()
+      local log = {}
+      local c = client_of(function(env)
+        env["server.OnRequestEnd"](function() log[#log + 1] = env["owin.RequestPath"] end)
+        if env["owin.RequestPath"] == "/fail" then error("boom") end
+        owin.sleep(10)
+      end)
+      assert.equal(500, c:get("/fail").status)
+      c:get("/slow", { cancel_after = 1 })
+      assert.same({ "/fail", "/slow" }, log)
+    end)
   end)
 
   describe("headers tables", function()
@@ -447,7 +486,7 @@ describe("owin.test #unit", function()
                    "owin.CallCancelled", "owin.Version", "server.RemoteIpAddress",
                    "server.RemotePort", "server.LocalIpAddress", "server.LocalPort",
                    "server.IsLocal", "server.OnSendingHeaders", "host.OnAppDisposing",
-                   "sendfile.SendAsync" }
+                   "sendfile.SendAsync", "server.OnRequestEnd" }
 
     it("carries every key of the server's env, and pairs(env) lists them", function()
       local seen, env

@@ -960,6 +960,33 @@ describe("owin.wsapi.handler: an owinlua app under a WSAPI host #unit", function
       assert.matches("server.OnSendingHeaders: headers already sent", late.onsend[2])
     end)
 
+    it("runs OnRequestEnd last first once the app is over: returned, streamed or failed", function()
+      local trace = {}
+      local function app(env)
+        env["server.OnRequestEnd"](function(s) trace[#trace + 1] = s end, "first")
+        env["server.OnRequestEnd"](function(s) trace[#trace + 1] = s end, "second")
+        local path = env["owin.RequestPath"]
+        if path == "/stream" then
+          env["owin.ResponseBody"]:write("a")
+          env["owin.ResponseBody"]:flush()
+          trace[#trace + 1] = "after flush"
+          env["owin.ResponseBody"]:write("b")
+        elseif path == "/fail" then
+          error("boom")
+        end
+      end
+      call(wsapi.handler(app), cgi_env({}))
+      assert.are.same({ "second", "first" }, trace)
+      trace = {}
+      local _, _, body = call(wsapi.handler(app), cgi_env({ PATH_INFO = "/stream" }))
+      assert.are.equal("ab", body)
+      assert.are.same({ "after flush", "second", "first" }, trace)
+      trace = {}
+      local status = call(wsapi.handler(app), cgi_env({ PATH_INFO = "/fail" }))
+      assert.are.equal("500 Internal Server Error", status)
+      assert.are.same({ "second", "first" }, trace)
+    end)
+
     it("validates the status and the reason as the server does", function()
       local errs = {}
       call(wsapi.handler(function(env)
@@ -981,7 +1008,7 @@ describe("owin.wsapi.handler: an owinlua app under a WSAPI host #unit", function
       for _, k in ipairs({ "owin.RequestMethod", "owin.RequestBody", "owin.ResponseBody",
                            "owin.ResponseStatusCode", "owin.ResponseHeaders",
                            "owin.CallCancelled", "server.OnSendingHeaders",
-                           "host.OnAppDisposing", "owin.RequestId" }) do
+                           "server.OnRequestEnd", "host.OnAppDisposing", "owin.RequestId" }) do
         assert.is_true(keys[k], k)
       end
     end)

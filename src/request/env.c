@@ -32,7 +32,7 @@ static const char *const keynames[] = {
   "owin.RequestId", "owin.CallCancelled", "server.RemoteIpAddress",
   "server.RemotePort", "server.LocalIpAddress", "server.LocalPort",
   "server.IsLocal", "server.OnSendingHeaders", "host.OnAppDisposing",
-  "sendfile.SendAsync"
+  "sendfile.SendAsync", "server.OnRequestEnd"
 };
 
 
@@ -99,6 +99,37 @@ static int on_sending (lua_State *L) {
   lua_rawseti(L, 3, n + 2);
   lua_pushinteger(L, n + 2);
   lua_setfield(L, 3, "n");
+  return 0;
+}
+
+
+/*
+** OnRequestEnd(callback, state): upvalue 1 is the request.  Kept as
+** OnSendingHeaders keeps its entries, in UV_ONEND; the request cycle runs
+** them when the request ends (run_onend, request.c).
+*/
+static int on_end (lua_State *L) {
+  owl_req_t *r = checkreq(L, lua_upvalueindex(1));
+  lua_settop(L, 2);
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (r->ref == LUA_NOREF)
+    return luaL_error(L, "server.OnRequestEnd: the request has ended");
+  if (lua_getiuservalue(L, lua_upvalueindex(1), UV_ONEND) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 2, 1);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, lua_upvalueindex(1), UV_ONEND);
+  }
+  lua_getfield(L, 3, "n");
+  lua_Integer n = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, 3, n + 1);
+  lua_pushvalue(L, 2);
+  lua_rawseti(L, 3, n + 2);
+  lua_pushinteger(L, n + 2);
+  lua_setfield(L, 3, "n");
+  r->onend = 1;
   return 0;
 }
 
@@ -280,6 +311,12 @@ static void pushvirtual (lua_State *L, int id, int key) {
           lua_pushvalue(L, key);
           lua_pushvalue(L, ri);
           lua_pushcclosure(L, on_sending, 1);
+          lua_rawset(L, t);
+        }
+        else if (id == K_ONEND) {
+          lua_pushvalue(L, key);
+          lua_pushvalue(L, ri);
+          lua_pushcclosure(L, on_end, 1);
           lua_rawset(L, t);
         }
         else

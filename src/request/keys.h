@@ -19,7 +19,8 @@
 #define UV_ENV     5
 #define UV_LAZY    6   /* lazy values made so far: key -> value */
 #define UV_UPGRADE 7   /* { params, callback } of websocket.Accept/opaque.Upgrade */
-#define NUV        7
+#define UV_ONEND   8   /* { n = count, cb1, state1, ... } of server.OnRequestEnd */
+#define NUV        8
 
 /* The request userdata is also the env's owin.ResponseBody: one object. */
 #define OWL_REQ_T "owinlua.OutputStream"
@@ -35,7 +36,8 @@ enum {
   /* lazy: made on first access */
   K_REQHEADERS, K_REQBODY, K_REQID, K_CANCEL, K_REMOTEIP, K_REMOTEPORT,
   K_LOCALIP, K_LOCALPORT, K_ISLOCAL, K_ONSENDING, K_DISPOSING, K_SENDFILE,
-  K_LAST = K_SENDFILE,
+  K_ONEND,
+  K_LAST = K_ONEND,
   K_FIRSTV = K_SCHEME           /* the first key not stored at first */
 };
 

@@ -175,6 +175,44 @@ void owl_req_drain (owl_server_t *s) {
 }
 
 
+/* [callback, state] -> (): one OnRequestEnd callback, run protected. */
+static int call_onend (lua_State *L) {
+  lua_call(L, 1, 0);
+  return 0;
+}
+
+
+/*
+** Runs the server.OnRequestEnd callbacks of r once each, last registered
+** first, in the main state: the request's coroutine is over.  A callback
+** registered meanwhile runs too.  An error is logged and the others run.
+*/
+static void run_onend (lua_State *L, owl_req_t *r) {
+  r->onend = 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref);
+  int ri = lua_gettop(L);
+  while (lua_getiuservalue(L, ri, UV_ONEND) == LUA_TTABLE) {
+    lua_pushnil(L);
+    lua_setiuservalue(L, ri, UV_ONEND);     /* each runs once */
+    lua_getfield(L, -1, "n");
+    lua_Integer n = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    for (lua_Integer i = n - 1; i >= 1; i -= 2) {
+      lua_pushcfunction(L, call_onend);
+      lua_rawgeti(L, -2, i);
+      lua_rawgeti(L, -3, i + 1);
+      if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+        const char *msg = lua_tostring(L, -1);
+        log_error(r, "server.OnRequestEnd callback", msg ? msg : "(error object is not a string)");
+        lua_pop(L, 1);
+      }
+    }
+    lua_pop(L, 1);
+  }
+  lua_settop(L, ri - 1);                    /* the nil, and r */
+}
+
+
 /* Gives the coroutine back to the pool and releases the request. */
 static void req_end (owl_req_t *r, int status) {
   owl_server_t *s = &owl_srv;
@@ -201,6 +239,8 @@ static void req_end (owl_req_t *r, int status) {
   r->task.co_ref = LUA_NOREF;
   r->head_live = 0;                         /* the head goes to the next request */
   owl_scope_end(&r->scope);                 /* its threads and cosockets */
+  if (r->onend)
+    run_onend(L, r);
   release(r);
   if (c != NULL) {
     r->conn = NULL;

@@ -20,6 +20,8 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -298,12 +300,55 @@ static int fs_realpath (lua_State *L) {
 }
 
 
-/* Adds fs = { stat, lstat, realpath } to the module table on top. */
+/* __close and __gc of a file handle made by fs_mkstemp, as io's own. */
+static int io_fclose (lua_State *L) {
+  luaL_Stream *p = (luaL_Stream *)luaL_checkudata(L, 1, LUA_FILEHANDLE);
+  errno = 0;
+  return luaL_fileresult(L, fclose(p->f) == 0, NULL);
+}
+
+
+/*
+** owin.fs.mkstemp(template) -> file, path, or nil, err, code.  Makes a new
+** file from template, whose last six characters must be "XXXXXX" (they are
+** replaced to make a name no file has), created exclusively with mode 0600
+** (mkstemp(3)), and opens it for reading and writing.  file is an io file
+** handle: file:write, file:seek, file:close ...
+*/
+static int fs_mkstemp (lua_State *L) {
+  size_t n;
+  const char *t = luaL_checklstring(L, 1, &n);
+  if (n < 6 || memcmp(t + n - 6, "XXXXXX", 6) != 0 || memchr(t, '\0', n) != NULL)
+    return luaL_argerror(L, 1, "a path ending in XXXXXX expected");
+  luaL_Stream *p = (luaL_Stream *)lua_newuserdatauv(L, sizeof *p, 0);
+  p->closef = NULL;                         /* a closed file until it is open */
+  luaL_setmetatable(L, LUA_FILEHANDLE);
+  char *path = (char *)lua_newuserdatauv(L, n + 1, 0);   /* freed by the GC */
+  memcpy(path, t, n + 1);
+  int fd = mkostemp(path, O_CLOEXEC);
+  if (fd < 0)
+    return failure(L, errno, t);
+  p->f = fdopen(fd, "w+b");
+  if (p->f == NULL) {
+    int e = errno;
+    close(fd);
+    unlink(path);
+    return failure(L, e, path);
+  }
+  p->closef = io_fclose;
+  lua_pushstring(L, path);
+  lua_remove(L, -2);                        /* the path's buffer */
+  return 2;
+}
+
+
+/* Adds fs = { stat, lstat, realpath, mkstemp } to the module table on top. */
 void owl_open_fs (lua_State *L) {
   static const luaL_Reg fs[] = {
     {"stat", fs_stat},
     {"lstat", fs_lstat},
     {"realpath", fs_realpath},
+    {"mkstemp", fs_mkstemp},
     {NULL, NULL}
   };
   static const luaL_Reg sf_m[] = {

@@ -273,6 +273,7 @@ struct owl_req {
   unsigned abort : 1;           /* the response cannot end well: cut the connection */
   unsigned head_live : 1;       /* conn->head still holds this request's head */
   unsigned upgrade_kind : 2;    /* websocket.Accept (1) or opaque.Upgrade (2) called */
+  unsigned onend : 1;           /* server.OnRequestEnd callbacks are registered */
   unsigned hflags : 4;          /* OWL_HF_* of the response headers at commit */
   int read_err;                 /* 0 or a libuv error for body reads */
   int64_t content_length;       /* set by the app, -1 if not */

@@ -15,13 +15,15 @@
 -- A host keeps each response in a table of its own (st) with these fields,
 -- besides its own: status (200 to start with), reason, headers (made when
 -- first asked for), is_head, written (0), content_length (-1: none),
--- committed, no_body and onsend (the callbacks), which this module sets.
+-- committed, no_body and onsend (the callbacks), which this module sets;
+-- and onend and ended for server.OnRequestEnd.
 
 local check = require("owin.host.check")
 check.own(debug.getinfo(1, "S").source)
 local headers = require("owin.headers")
 
-local type, tostring, tonumber, next = type, tostring, tonumber, next
+local type, tostring, tonumber, next, xpcall = type, tostring, tonumber, next, xpcall
+local traceback = debug.traceback
 local error, math_tointeger, string_format, string_find =
   error, math.tointeger, string.format, string.find
 local raise, typeerror, tostr = check.raise, check.typeerror, check.tostr
@@ -135,6 +137,41 @@ local function run_sending_headers(st)
 end
 -- }======
 
+-- {====== server.OnRequestEnd
+
+-- The server.OnRequestEnd function of the env of request st: keeps
+-- (callback, state) pairs in st.onend until the request ends.
+local function on_request_end(st)
+  return function(callback, state)
+    if type(callback) ~= "function" then typeerror(1, "function", callback) end
+    if st.ended then raise("server.OnRequestEnd: the request has ended") end
+    local t = st.onend or { n = 0 }
+    st.onend = t
+    t[t.n + 1], t[t.n + 2] = callback, state
+    t.n = t.n + 2
+  end
+end
+
+local function with_traceback(e)
+  return { e, traceback(tostring(e), 2) }
+end
+
+-- The request is over: runs st's OnRequestEnd callbacks once each, last
+-- registered first (one registered meanwhile runs too).  A callback's error
+-- goes to report(err, traceback) and the others still run.
+local function run_request_end(st, report)
+  while st.onend do
+    local cbs = st.onend
+    st.onend = nil
+    for i = cbs.n - 1, 1, -2 do
+      local ok, e = xpcall(cbs[i], with_traceback, cbs[i + 1])
+      if not ok then report(e[1], e[2]) end
+    end
+  end
+  st.ended = true
+end
+-- }======
+
 -- {====== the commit and the body's length
 
 -- Statuses that never carry a body (a HEAD response carries none either).
@@ -216,6 +253,8 @@ return {
   set = set,
   pairs = env_pairs,
   on_sending_headers = on_sending_headers,
+  on_request_end = on_request_end,
+  run_request_end = run_request_end,
   bodiless = bodiless,
   content_length = content_length,
   commit = commit,

@@ -183,6 +183,7 @@ local function build_env(R, path, query)
   env["server.LocalPort"] = tostring(o.port)
   env["server.IsLocal"] = o.remote_ip == o.local_ip
   env["server.OnSendingHeaders"] = hresponse.on_sending_headers(R)
+  env["server.OnRequestEnd"] = hresponse.on_request_end(R)
   env["host.OnAppDisposing"] = R.client.disposing
   env["sendfile.SendAsync"] = function(p, off, len, cancel) return stream.sendfile(R, p, off, len, cancel) end
   if R.upgrade == 2 then
@@ -375,6 +376,13 @@ local function main(R)
   end
 end
 
+-- server.OnRequestEnd callbacks; their errors are logged as the server's.
+local function request_end(R)
+  hresponse.run_request_end(R, function(err, traceback)
+    runtime.report(R.client, "server.OnRequestEnd callback", R.task, err, traceback)
+  end)
+end
+
 local function on_end(task, ok, err, traceback)
   local R = task.owner
   if not ok then
@@ -399,6 +407,7 @@ local function on_end(task, ok, err, traceback)
   R.client.inflight[R] = nil
   if R.socket and R.socket.conv then R.socket.conv.error = R.error end
   runtime.scope_end(R.scope)                  -- its threads and sockets
+  request_end(R)
 end
 
 -- The client went away (response.cancel): every wait of the request and
@@ -429,6 +438,7 @@ function M.abandon(R)
   R.finished, R.done = true, true
   R.client.inflight[R] = nil
   if R.scope then runtime.scope_end(R.scope) end
+  if R.env then request_end(R) end
 end
 -- }======
 

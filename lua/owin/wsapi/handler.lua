@@ -234,6 +234,7 @@ local function new_env(st, w)
     ["server.LocalPort"] = lport,
     ["server.IsLocal"] = is_local,
     ["server.OnSendingHeaders"] = hresponse.on_sending_headers(st),
+    ["server.OnRequestEnd"] = hresponse.on_request_end(st),
     ["host.OnAppDisposing"] = token.new(),
     ["wsapi.env"] = w,
   }
@@ -357,16 +358,20 @@ function M.handler(owin_app, opts)
       if short then error(short, 0) end
     end)
     owin.set_env(st.co, env)
+    local function ended()        -- the app's coroutine is over
+      st.finished = true
+      hresponse.run_request_end(st, function(e, tb) log_error(w, tb or tostring(e)) end)
+    end
     local ok, err = step(st)
     if not ok then
-      st.finished = true
       log_error(w, err)
+      ended()
       local body = opts.dev and err .. "\n" or "500 Internal Server Error\n"
       return "500 Internal Server Error", { ["Content-Type"] = "text/plain; charset=utf-8",
         ["Content-Length"] = tostring(#body) }, once(body)
     end
     if st.done then
-      st.finished = true
+      ended()
       local body = drain(st)
       return status_line(st), wsapi_headers(st, st.written), once(body)
     end
@@ -376,13 +381,13 @@ function M.handler(owin_app, opts)
         local s = drain(st)
         if s then return s end
         if st.done or st.finished then
-          st.finished = true
+          if not st.ended then ended() end
           return nil
         end
         local sok, serr = step(st)
         if not sok then
-          st.finished = true
           log_error(w, serr)    -- too late for a 500: the body ends here
+          ended()
           return nil
         end
       end
