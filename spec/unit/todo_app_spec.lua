@@ -6,7 +6,13 @@ local test = require("owin.test")
 local json = require("owin.json")
 
 describe("apps/todo.lua #unit", function()
-  local client
+  local client, saved_path
+
+  -- loading an app script puts its directory first on package.path (as
+  -- owinlua does): put it back, or apps/*.lua would shadow modules for the
+  -- specs that run after this one
+  setup(function() saved_path = package.path end)
+  teardown(function() package.path = saved_path end)
 
   before_each(function()
     client = test.client("apps/todo.lua")          -- a fresh store per test
