@@ -1312,24 +1312,6 @@ static int tcp_setoption (lua_State *L) {
 }
 
 
-static int push_addr (lua_State *L, const struct sockaddr *sa) {
-  char ip[64];
-  int port;
-  if (sa->sa_family == AF_INET6) {
-    uv_ip6_name((const struct sockaddr_in6 *)sa, ip, sizeof ip);
-    port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
-  }
-  else {
-    uv_ip4_name((const struct sockaddr_in *)sa, ip, sizeof ip);
-    port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
-  }
-  lua_pushstring(L, ip);
-  lua_pushinteger(L, port);
-  lua_pushstring(L, sa->sa_family == AF_INET6 ? "inet6" : "inet");
-  return 3;
-}
-
-
 static int name_of (lua_State *L, int peer) {
   tcp_ud_t *u = checkud(L);
   if (u->s == NULL || !u->s->connected)
@@ -1351,7 +1333,9 @@ static int name_of (lua_State *L, int peer) {
                  : t->vt->sockname(t, (struct sockaddr *)&ss, &len);
   if (err)
     return fail(L, uv_strerror(err));
-  return push_addr(L, (struct sockaddr *)&ss);
+  owl_push_sockaddr(L, (struct sockaddr *)&ss);
+  lua_pushstring(L, ss.ss_family == AF_INET6 ? "inet6" : "inet");
+  return 3;
 }
 
 

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <netdb.h>
+#include <arpa/inet.h>
 
 #include "client/client.h"
 
@@ -96,6 +97,23 @@ static int from_cache (lua_State *L) {
     lua_rawseti(L, -2, i);
   }
   return 1;
+}
+
+
+int owl_push_sockaddr (lua_State *L, const struct sockaddr *sa) {
+  char ip[64];
+  int port;
+  if (sa->sa_family == AF_INET6) {
+    uv_ip6_name((const struct sockaddr_in6 *)sa, ip, sizeof ip);
+    port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+  }
+  else {
+    uv_ip4_name((const struct sockaddr_in *)sa, ip, sizeof ip);
+    port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+  }
+  lua_pushstring(L, ip);
+  lua_pushinteger(L, port);
+  return 2;
 }
 
 

@@ -291,20 +291,7 @@ static void unwait (owl_task_t *t) {
 
 
 static int push_from (lua_State *L, owl_udp_t *u) {
-  char ip[64];
-  const struct sockaddr *sa = (const struct sockaddr *)&u->from;
-  int port;
-  if (sa->sa_family == AF_INET6) {
-    uv_ip6_name((const struct sockaddr_in6 *)sa, ip, sizeof ip);
-    port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
-  }
-  else {
-    uv_ip4_name((const struct sockaddr_in *)sa, ip, sizeof ip);
-    port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
-  }
-  lua_pushstring(L, ip);
-  lua_pushinteger(L, port);
-  return 2;
+  return owl_push_sockaddr(L, (const struct sockaddr *)&u->from);
 }
 
 
