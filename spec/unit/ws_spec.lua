@@ -531,6 +531,26 @@ describe("#unit ws permessage-deflate (RFC 7692 7.2.3)", function()
                 every_split(f, server))
   end)
 
+  -- zlib takes a distance past a small window when the bytes it points at
+  -- came out in the same inflate call: with the window the peer announced,
+  -- such a message was read in one read and refused in several
+  it("reads a back-reference past the announced window however it is split", function()
+    local seed, t = 7, {}
+    for i = 1, 600 do
+      seed = (seed * 1103515245 + 12345) % 2147483648
+      t[i] = string.char(97 + (seed >> 16) % 26)
+    end
+    local data = table.concat(t)
+    data = data .. data:sub(1, 64)      -- 600 bytes back: past a 9-bit window
+    local z = codec.ws_deflate(data, { server_max_window_bits = 15 })
+    assert.is_true(#z < #data - 40, "the repeat is a back-reference")
+    local f = cframe(TEXT, z, { rsv1 = true })
+    for bits = 9, 15 do
+      assert.same({ message(TEXT, data) },
+                  every_split(f, { deflate = { client_max_window_bits = bits } }))
+    end
+  end)
+
   it("refuses corrupt compressed data with 1007", function()
     refused(1007, cframe(BINARY, "\xff\xff\xff\xff", { rsv1 = true }), server)
     refused(1007, cframe(BINARY, "\xf2\x48", { rsv1 = true }), server)   -- cut in a block

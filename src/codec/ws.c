@@ -155,14 +155,9 @@ static int wbits (int bits) {
 /*
 ** The parameters are named after the RFC's roles: as a server we inflate
 ** what the client's compressor made and deflate with the server's; as a
-** client the other way round.
+** client the other way round.  The peer's *_max_window_bits only bound its
+** compressor: see make_inflater.
 */
-static int peer_bits (const owl_ws_conn_t *ws) {
-  return wbits(ws->role == OWL_WS_SERVER ? ws->pmd.client_max_window_bits
-                                         : ws->pmd.server_max_window_bits);
-}
-
-
 static int peer_resets (const owl_ws_conn_t *ws) {
   return ws->role == OWL_WS_SERVER ? ws->pmd.client_no_context_takeover
                                    : ws->pmd.server_no_context_takeover;
@@ -219,11 +214,23 @@ int owl_ws_closed (const owl_ws_conn_t *ws) {
 }
 
 
+/*
+** The inflater always has a 32 KiB window, whatever window the peer's
+** compressor announced.  zlib does not hold a raw stream to a smaller
+** window: it takes a distance past it whenever the bytes pointed at came
+** out in the same inflate call, and refuses it otherwise, so with the
+** announced window a message that goes too far back would be read or
+** refused (1007) depending on how its bytes were split into reads.  With
+** the largest window every distance DEFLATE can express is read wherever
+** the reads fall, and a back-reference before the start of the stream (or
+** of a reset window) is refused wherever they fall.  The cost is the
+** window's memory for a peer that announced a smaller one.
+*/
 static int make_inflater (owl_ws_conn_t *ws) {
   z_stream *z = calloc(1, sizeof *z);
   if (z == NULL)
     return E_INTERNAL;
-  if (inflateInit2(z, -peer_bits(ws)) != Z_OK) {
+  if (inflateInit2(z, -15) != Z_OK) {
     free(z);
     return E_INTERNAL;
   }

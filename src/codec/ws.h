@@ -105,8 +105,9 @@ typedef struct owl_ws_limits {
 **   *_no_context_takeover: the compressor starts afresh with each message.
 **   *_max_window_bits: 8..15 (0 means 15).  zlib cannot make raw deflate
 **   streams with an 8-bit window, so 8 compresses with 9 (as common servers
-**   do) and decompresses with 9 (always safe: a larger window reads a
-**   smaller one's output).
+**   do).  They bound our compressor only: the peer's data is always
+**   decompressed with a 15-bit window (always safe: a larger window reads
+**   a smaller one's output; see make_inflater in ws.c for why).
 **   level: zlib compression level 1..9 (0 or out of range: 6);
 **   mem_level: zlib memLevel 1..9 (0: 8).  Neither is negotiated.
 */

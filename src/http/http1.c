@@ -107,8 +107,15 @@ static int field_new (h1_t *h) {
 }
 
 
+/*
+** llhttp 8.1 also reports empty spans: the empty target of "CONNECT \r\n"
+** (taken as HTTP/0.9), an empty name before ':'.  They add nothing, and
+** h->head may have no storage yet (base NULL): no arithmetic on it.
+*/
 static int field_add (h1_t *h, const char *at, size_t n, int lower) {
   size_t start = h->head.len;
+  if (n == 0)
+    return 0;
   if (owl_buf_append(&h->head, at, n))
     return -1;
   if (lower) {
