@@ -78,17 +78,16 @@ static void pushreqheaders (lua_State *L, owl_req_t *r) {
 ** kept as { n = count, cb1, state1, cb2, state2, ... }; a state may be nil,
 ** so the count is stored, never taken from the length.
 */
-static int on_sending (lua_State *L) {
-  owl_req_t *r = checkreq(L, lua_upvalueindex(1));
-  lua_settop(L, 2);
-  luaL_checktype(L, 1, LUA_TFUNCTION);
-  if (OWL_COMMITTED(r))
-    return luaL_error(L, "server.OnSendingHeaders: headers already sent");
-  if (lua_getiuservalue(L, lua_upvalueindex(1), UV_ONSEND) != LUA_TTABLE) {
+/*
+** Appends callback (index 1) and state (index 2) to the list in uservalue
+** slot of the request at upvalue 1: { callback, state, ..., n = count }.
+*/
+static void add_callback (lua_State *L, int slot, int narr) {
+  if (lua_getiuservalue(L, lua_upvalueindex(1), slot) != LUA_TTABLE) {
     lua_pop(L, 1);
-    lua_createtable(L, 4, 1);
+    lua_createtable(L, narr, 1);
     lua_pushvalue(L, -1);
-    lua_setiuservalue(L, lua_upvalueindex(1), UV_ONSEND);
+    lua_setiuservalue(L, lua_upvalueindex(1), slot);
   }
   lua_getfield(L, 3, "n");
   lua_Integer n = lua_tointeger(L, -1);
@@ -99,6 +98,16 @@ static int on_sending (lua_State *L) {
   lua_rawseti(L, 3, n + 2);
   lua_pushinteger(L, n + 2);
   lua_setfield(L, 3, "n");
+}
+
+
+static int on_sending (lua_State *L) {
+  owl_req_t *r = checkreq(L, lua_upvalueindex(1));
+  lua_settop(L, 2);
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (OWL_COMMITTED(r))
+    return luaL_error(L, "server.OnSendingHeaders: headers already sent");
+  add_callback(L, UV_ONSEND, 4);
   return 0;
 }
 
@@ -114,21 +123,7 @@ static int on_end (lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   if (r->ref == LUA_NOREF)
     return luaL_error(L, "server.OnRequestEnd: the request has ended");
-  if (lua_getiuservalue(L, lua_upvalueindex(1), UV_ONEND) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_createtable(L, 2, 1);
-    lua_pushvalue(L, -1);
-    lua_setiuservalue(L, lua_upvalueindex(1), UV_ONEND);
-  }
-  lua_getfield(L, 3, "n");
-  lua_Integer n = lua_tointeger(L, -1);
-  lua_pop(L, 1);
-  lua_pushvalue(L, 1);
-  lua_rawseti(L, 3, n + 1);
-  lua_pushvalue(L, 2);
-  lua_rawseti(L, 3, n + 2);
-  lua_pushinteger(L, n + 2);
-  lua_setfield(L, 3, "n");
+  add_callback(L, UV_ONEND, 2);
   r->onend = 1;
   return 0;
 }
