@@ -241,6 +241,8 @@ describe("#e2e tls", function()
         -- not from a client that could not even send a ClientHello
         assert.is_nil(out:find("no protocols available", 1, true), out)
         assert.is_nil(out:find("no ciphers available", 1, true), out)
+        -- RFC 8446 4.2.1 / RFC 5246 E.1: a protocol_version alert
+        assert.matches("alert protocol version", out)
       end
       assert.is_true(srv:alive())
     end)
@@ -262,6 +264,9 @@ describe("#e2e tls", function()
 
     it("fails the handshake with no_application_protocol for an h2-only client", function()
       local out = s_client(srv.port, "-alpn h2")
+      assert.is_nil(negotiated(out), out)
+      assert.matches("no application protocol", out)
+      out = s_client(srv.port, "-alpn spdy/3,h2 -tls1_2")
       assert.is_nil(negotiated(out), out)
       assert.matches("no application protocol", out)
     end)
@@ -342,6 +347,121 @@ describe("#e2e tls", function()
       c:send(ws.frame(8, "\3\232", {}))             -- close 1000
       out, ok = c:wait_for("\136", 10, true, head_len + #want + 1)
       assert.is_true(ok, "no close frame back")
+    end)
+
+    it("takes a 5 MiB upload with Content-Length", function()
+      local dest = os.tmpname()
+      cleanup.defer(function() os.remove(dest) end)
+      local out, code = curl(srv.port, "/echo?to=" .. dest, "--cacert " .. q(pki.ca) ..
+        " --data-binary @" .. q(big) .. " -H 'Content-Type: application/octet-stream'")
+      assert.equal(0, code, out)
+      assert.equal("len=" .. 5 * 1024 * 1024, out)
+      assert.equal(sha256(big), sha256(dest))
+    end)
+
+    it("keeps a connection usable after a 3 MiB response written at once", function()
+      local dest = os.tmpname()
+      cleanup.defer(function() os.remove(dest) end)
+      local out, code = tls.run(string.format(
+        "curl -sS -v --max-time 10 --cacert %s --resolve localhost:%d:127.0.0.1 " ..
+        "'https://localhost:%d/big?size=3145728' -o %s https://localhost:%d/pid",
+        q(pki.ca), srv.port, srv.port, q(dest), srv.port))
+      assert.equal(0, code, out)
+      assert.matches("Re%-using existing connection", out)
+      assert.matches("\n%d+$", out)
+      assert.equal(3145728, #tls.read_file(dest))
+    end)
+
+    -- SERVER BUG (reported): over TLS, once the app has written a body of
+    -- about 4 MiB or more in one write, the server stops reading the
+    -- connection: a second request on it is never answered, the client's
+    -- close is never seen (the socket stays in CLOSE-WAIT) and a graceful
+    -- stop waits the whole drain time for it.  Plain HTTP is fine.
+    pending("keeps a connection usable after a 5 MiB response written at once", function()
+      local dest = os.tmpname()
+      cleanup.defer(function() os.remove(dest) end)
+      local out, code = tls.run(string.format(
+        "curl -sS -v --max-time 10 --cacert %s --resolve localhost:%d:127.0.0.1 " ..
+        "'https://localhost:%d/big?size=5242880' -o %s https://localhost:%d/pid",
+        q(pki.ca), srv.port, srv.port, q(dest), srv.port))
+      assert.equal(0, code, out)
+      assert.matches("Re%-using existing connection", out)
+      assert.equal(5242880, #tls.read_file(dest))
+      -- and the client's close is seen: no connection left in CLOSE-WAIT
+      socket.sleep(0.3)
+      local ss = tls.run("ss -tn state close-wait")
+      assert.is_nil(ss:find(":" .. srv.port .. " ", 1, true), ss)
+    end)
+
+    it("sends the static file intact to a client that reads slowly", function()
+      local dest = os.tmpname()
+      cleanup.defer(function() os.remove(dest) end)
+      local out, code = curl(srv.port, "/files/big.bin", "--cacert " .. q(pki.ca) ..
+        " --limit-rate 4M -o " .. q(dest))
+      assert.equal(0, code, out)
+      assert.equal(sha256(big), sha256(dest))
+    end)
+
+    it("keeps serving after a client leaves in the middle of a large response", function()
+      for _ = 1, 3 do
+        local out, code = curl(srv.port, "/files/big.bin", "--cacert " .. q(pki.ca) ..
+          " --limit-rate 500k --max-time 0.5 -o /dev/null")
+        assert.equal(28, code, out)                 -- curl's timeout: the client gave up
+      end
+      local dest = os.tmpname()
+      cleanup.defer(function() os.remove(dest) end)
+      local out, code = curl(srv.port, "/files/big.bin", "--cacert " .. q(pki.ca) .. " -o " .. q(dest))
+      assert.equal(0, code, out)
+      assert.equal(sha256(big), sha256(dest))
+      assert.is_true(srv:alive())
+    end)
+
+    it("serves 40 clients at once, each with its own handshake", function()
+      local dir = tls.tempdir()
+      cleanup.defer(function() os.execute("rm -rf " .. q(dir)) end)
+      local cmd = string.format("seq 1 40 | xargs -P 20 -I{} sh -c " ..
+        "'curl -sS --max-time 15 --cacert %s --resolve localhost:%d:127.0.0.1 " ..
+        "https://localhost:%d/chunked?n=20 -o %s/{}.out || echo FAIL {}'",
+        pki.ca, srv.port, srv.port, dir)
+      local out, code = tls.run(cmd, 60)
+      assert.equal(0, code, out)
+      assert.is_nil(out:find("FAIL", 1, true), out)
+      for i = 1, 40 do
+        local body = tls.read_file(dir .. "/" .. i .. ".out") or ""
+        assert.equal(20000, #body, "client " .. i)
+      end
+    end)
+
+    it("answers pipelined large responses in order", function()
+      local c = tls.s_client(srv.port, { "-quiet", "-verify_quiet", "-CAfile", pki.ca })
+      cleanup.defer(function() c:stop() end)
+      c:send(request("/chunked?n=300") .. request("/files/big.bin", "Range: bytes=0-99999\r\n") ..
+             request("/chunked?n=200", "Connection: close\r\n"))
+      assert.is_true(c:wait_exit(15), "the server did not close after Connection: close")
+      local out = c:output()
+      local statuses = {}
+      for st in out:gmatch("HTTP/1%.1 (%d+) ") do statuses[#statuses + 1] = st end
+      assert.are.same({ "200", "206", "200" }, statuses)
+      -- 300 KB + 100000 bytes + 200 KB of body, plus heads and chunk framing
+      assert.is_true(#out > 600000, "only " .. #out .. " bytes")
+      local f = assert(io.open(big, "rb"))
+      local range = f:read(100000)
+      f:close()
+      assert.truthy(out:find(range, 1, true), "the ranged body did not arrive intact")
+    end)
+
+    it("echoes a 100 KB WebSocket message over TLS", function()
+      local c = tls.s_client(srv.port, { "-quiet", "-verify_quiet", "-CAfile", pki.ca })
+      cleanup.defer(function() c:stop() end)
+      c:send(ws.request("/ws"))
+      local out, ok = c:wait_for("\r\n\r\n", 10, true)
+      assert.is_true(ok, out)
+      local head_len = out:find("\r\n\r\n", 1, true) + 3
+      local payload = string.rep("0123456789abcdef", 6400)      -- 102400 bytes
+      c:send(ws.frame(2, payload))
+      local want = "\130\127" .. string.pack(">I8", #payload) .. payload
+      out, ok = c:wait_for(want, 15, true, head_len + 1)
+      assert.is_true(ok, "no echo of " .. #payload .. " bytes; have " .. (#out - head_len))
     end)
 
     it("closes a client that sends garbage instead of a ClientHello and keeps serving", function()
@@ -589,7 +709,9 @@ describe("#e2e tls", function()
         env, out = env_with(srv.port, pki.foreign_crt, pki.foreign_key, v)
         assert.is_not_nil(env, out)
         assert.equal("yes", env.cert)
-        assert.matches("unable to get local issuer certificate", env.errors)
+        -- OpenSSL says 20 (issuer not found) or, for a one-certificate chain, 21
+        assert.truthy(env.errors:find("unable to get local issuer certificate", 1, true) or
+          env.errors:find("unable to verify the first certificate", 1, true), env.errors)
 
         env, out = env_with(srv.port, pki.expired_client_crt, pki.expired_client_key, v)
         assert.is_not_nil(env, out)
@@ -616,6 +738,51 @@ describe("#e2e tls", function()
         end
       end
       assert.is_true(srv:alive())
+    end)
+  end)
+
+  describe("client certificates and resumption", function()
+    -- A resumed session must show the app the same certificate and the same
+    -- verification result as the full handshake did.
+    local function env_over(port, v, sess_flag, sess, cert, key)
+      local out = s_client(port, string.format("%s -ign_eof -cert %s -key %s %s %s",
+        v, q(cert), q(key), sess_flag, q(sess)), request("/env", "Connection: close\r\n"))
+      local body = out:match("\r\n\r\n(scheme=.-pem:\n.-\n%-%-%-%-%-END CERTIFICATE%-%-%-%-%-)")
+        or out:match("\r\n\r\n(scheme=.-pem:\n[^\n]*)")
+      return body and parse_env(body), out
+    end
+
+    for _, v in ipairs({ "-tls1_2", "-tls1_3" }) do
+      it("keeps ssl.ClientCertificate and its errors on a resumed session (" .. v .. ")", function()
+        local srv = start_tls(cert_args({ "--tls-client-ca", pki.ca, "--tls-client-cert", "optional" }))
+        for _, c in ipairs({ { pki.client_crt, pki.client_key, "nil" },
+                             { pki.rogue_crt, pki.rogue_key, "self.signed" } }) do
+          local sess = os.tmpname()
+          cleanup.defer(function() os.remove(sess) end)
+          local env1, out1 = env_over(srv.port, v, "-sess_out", sess, c[1], c[2])
+          assert.is_not_nil(env1, out1)
+          assert.matches("\nNew, TLSv", out1)
+          local env2, out2 = env_over(srv.port, v, "-sess_in", sess, c[1], c[2])
+          assert.is_not_nil(env2, out2)
+          assert.matches("\nReused, TLSv", out2)
+          for _, env in ipairs({ env1, env2 }) do
+            assert.equal("yes", env.cert)
+            assert.equal(trim(tls.read_file(c[1])), trim(env.pem))
+            if c[3] == "nil" then assert.equal("nil", env.errors) else assert.matches(c[3], env.errors) end
+          end
+        end
+      end)
+    end
+  end)
+
+  describe("an IPv6 TLS listener", function()
+    it("serves https on [::1]", function()
+      local srv = start_tls(cert_args(), { listen = "https://[::1]:0" })
+      assert.equal("::1", srv.host)
+      local out, code = tls.run(string.format("curl -sS --max-time 10 --cacert %s --connect-to localhost:%d:[::1]:%d " ..
+        "https://localhost:%d/", q(pki.ca), srv.port, srv.port, srv.port))
+      assert.equal(0, code, out)
+      assert.equal("hello over https", out)
     end)
   end)
 
@@ -789,14 +956,20 @@ describe("#e2e tls", function()
       local hello = tls.capture_client_hello({ "-tls1_3" })
       local silent = assert(http.connect(srv.port))
       local partial = assert(http.connect(srv.port))
+      local stalled = assert(http.connect(srv.port))   -- a whole ClientHello, then nothing
       local t0 = socket.gettime()
       partial:send(hello:sub(1, 50))
+      stalled:send(hello)
+      local first = stalled.sock:receive(5)
+      assert.truthy(first and first:byte(1) == 22, "no ServerHello")
       assert.is_true(silent:is_closed(4), "the silent connection stayed open")
       assert.is_true(partial:is_closed(4), "the partial ClientHello stayed open")
+      assert.is_true(stalled:is_closed(4), "the stalled handshake stayed open")
       local took = socket.gettime() - t0
       assert.is_true(took >= 0.7, "closed too early: " .. took)
       silent:close()
       partial:close()
+      stalled:close()
       local res, code = curl(srv.port, "/", "--cacert " .. q(pki.ca))
       assert.equal(0, code, res)
     end)

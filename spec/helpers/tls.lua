@@ -254,14 +254,14 @@ Client.__index = Client
 function M.s_client(port, args, opts)
   opts = opts or {}
   local dir = M.tempdir()
-  local fifo, out, pidfile = dir .. "/in", dir .. "/out", dir .. "/pid"
+  local fifo, out, err, pidfile = dir .. "/in", dir .. "/out", dir .. "/err", dir .. "/pid"
   assert(os.execute("mkfifo " .. q(fifo)))
   local parts = {}
   for _, a in ipairs(args or {}) do parts[#parts + 1] = q(a) end
   -- the shell opens the FIFO for reading only once we open it for writing
-  local cmd = string.format("timeout -k 2 %d openssl s_client -connect %s %s <%s >%s 2>&1 & echo $! >%s",
+  local cmd = string.format("timeout -k 2 %d openssl s_client -connect %s %s <%s >%s 2>%s & echo $! >%s",
     opts.timeout or 30, q((opts.host or "127.0.0.1") .. ":" .. port), table.concat(parts, " "),
-    q(fifo), q(out), q(pidfile))
+    q(fifo), q(out), q(err), q(pidfile))
   assert(os.execute("(" .. cmd .. ") &"))
   local w = assert(io.open(fifo, "wb"))
   w:setvbuf("no")
@@ -272,7 +272,7 @@ function M.s_client(port, args, opts)
     socket.sleep(0.02)
   end
   assert(pid, "s_client did not start")
-  return setmetatable({ dir = dir, fifo = fifo, out = out, w = w, pid = pid }, Client)
+  return setmetatable({ dir = dir, fifo = fifo, out = out, err = err, w = w, pid = pid }, Client)
 end
 
 function Client:send(data)
@@ -285,8 +285,14 @@ function Client:close_input()
   if self.w then self.w:close() self.w = nil end
 end
 
+-- What s_client wrote on stdout (the peer's bytes; with -quiet only them).
 function Client:output()
   return read_file(self.out) or ""
+end
+
+-- What s_client wrote on stderr (verification, errors).
+function Client:stderr()
+  return read_file(self.err) or ""
 end
 
 -- Waits until the output matches `pattern` (a Lua pattern, or plain text when
@@ -318,16 +324,16 @@ function Client:wait_exit(timeout)
 end
 
 -- Stops the client (SIGTERM to the timeout wrapper by its PID, which passes
--- it on) and removes its files.  Returns the output.
+-- it on) and removes its files.  Returns the output and stderr.
 function Client:stop()
-  local out = self:output()
+  local out, err = self:output(), self:stderr()
   self:close_input()
   if self:alive() then
     os.execute("kill " .. self.pid .. " 2>/dev/null")
     self:wait_exit(5)
   end
   os.execute("rm -rf " .. q(self.dir))
-  return out
+  return out, err
 end
 
 ------------------------------------------------------------------------------
@@ -390,7 +396,7 @@ function Relay:serve(timeout)
     return data, false
   end
   while socket.gettime() < deadline do
-    local readable = socket.select({ c, s }, nil, 0.01)
+    local readable = socket.select({ c, s }, nil, #pending > 0 and 0 or 0.01)
     local closed = false
     for _, sock in ipairs(readable) do
       local data, eof = recv(sock)
