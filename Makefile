@@ -29,7 +29,7 @@ APP ?= apps/hello.lua
 # point down only.
 SRCS = src/codec/buf.c src/codec/chunked.c src/codec/http_resp.c src/codec/status.c src/codec/ws.c \
        src/codec/ws_handshake.c src/codec/gzip.c \
-       src/net/tcp.c src/net/conn.c \
+       src/net/tcp.c src/net/tls.c src/net/conn.c \
        src/runtime/runtime.c src/runtime/task.c src/runtime/thread.c \
        src/runtime/headers.c src/runtime/gzip_lua.c \
        src/client/cosock.c src/client/udp.c src/client/dns.c src/client/httpc.c \
@@ -60,7 +60,8 @@ ASAN_LLHTTP_OBJS = $(LLHTTP_OBJS:build/llhttp/%=build/asan/llhttp/%)
 
 ALL_CFLAGS = -std=gnu99 $(CFLAGS) -Isrc -I$(LUA_INCDIR) -I$(LLHTTP_INCDIR) -Ibuild -D_GNU_SOURCE
 Z_LIBS ?= -lz
-LIBS = $(LUA_LIBS) $(UV_LIBS) $(Z_LIBS) -lm
+SSL_LIBS ?= -lssl -lcrypto
+LIBS = $(LUA_LIBS) $(UV_LIBS) $(Z_LIBS) $(SSL_LIBS) -lm
 
 CODEC_SRCS = src/codec/buf.c src/codec/chunked.c src/codec/http_resp.c src/codec/ws.c \
              src/codec/ws_handshake.c src/codec/gzip.c src/client/httpc.c src/runtime/gzip_lua.c \

@@ -78,7 +78,8 @@ function M.parse(argv, getenv)
   for _, o in ipairs(OPTIONS) do
     if opts[o[1]] == nil then
       if o[3] == "list" then
-        opts[o[1]] = { o[4] }
+        opts[o[1]] = { o[4] }                      -- {} when there is no default
+      elseif o[4] == nil then                   -- no default: stays unset
       elseif o[3] == "flag" then
         opts[o[1]] = o[4]
       else
@@ -103,7 +104,7 @@ function M.usage()
   for _, o in ipairs(OPTIONS) do
     local head = "  --" .. o[1] .. (o[2] and (" " .. o[2]) or "")
     local default = ""
-    if o[3] ~= "flag" then default = " (default: " .. tostring(o[4]) .. ")" end
+    if o[3] ~= "flag" and o[4] ~= nil then default = " (default: " .. tostring(o[4]) .. ")" end
     local var = (o[1] == "help" or o[1] == "version") and "" or env_name(o[1])
     lines[#lines + 1] = string.format("%-28s %s", head, var)
     for text in o[5]:gmatch("[^\n]+") do
@@ -114,7 +115,8 @@ function M.usage()
   lines[#lines + 1] = ""
   lines[#lines + 1] = "SIZE takes a byte count or a k, m or g suffix (KiB, MiB, GiB)."
   lines[#lines + 1] = "SIGINT/SIGTERM stop gracefully; a second signal stops at once.  Without"
-  lines[#lines + 1] = "--workers or --reload, SIGHUP is logged and ignored."
+  lines[#lines + 1] = "--workers or --reload, SIGHUP reloads the TLS certificates and keys (new"
+  lines[#lines + 1] = "connections get them; a file that does not load leaves the old ones)."
   lines[#lines + 1] = "A worker sees OWINLUA_WORKER_ID (1, 2, ...) in its environment."
   return table.concat(lines, "\n") .. "\n"
 end
@@ -213,6 +215,39 @@ function M.check_listen(list, core)
   return true
 end
 
+-- Loads the TLS context when a listener is https:// (in every process: the
+-- master checks the files before it starts workers); true, or nil, err, code.
+function M.tls_setup(opts, core)
+  local https = false
+  for _, spec in ipairs(opts.listen) do
+    if spec:match("^https://") then https = true end
+  end
+  local certs, keys = opts["tls-cert"], opts["tls-key"]
+  if not https then
+    if #certs > 0 then
+      return nil, "--tls-cert is given but no listener is https:// (--listen https://HOST:PORT)", 2
+    end
+    return true
+  end
+  if #certs == 0 or #keys == 0 then
+    return nil, "an https:// listener needs --tls-cert FILE and --tls-key FILE", 2
+  end
+  if #certs ~= #keys then
+    return nil, string.format("--tls-cert and --tls-key come in pairs: %d certificate%s, %d key%s",
+      #certs, #certs == 1 and "" or "s", #keys, #keys == 1 and "" or "s"), 2
+  end
+  local names, err = core.tls_server({
+    certs = certs, keys = keys,
+    password_file = opts["tls-password-file"],
+    ciphers = opts["tls-ciphers"],
+    min_version = opts["tls-min-version"] == "1.3" and 13 or 12,
+    client_ca = opts["tls-client-ca"],
+    client_cert = opts["tls-client-cert"],
+  })
+  if not names then return nil, err, 1 end
+  return true
+end
+
 function M.main(argv)
   local opts, app_path = M.parse(argv)
   if not opts then return fail(2, "%s", app_path) end
@@ -235,6 +270,8 @@ function M.main(argv)
   -- the same checks for --check and for every kind of start
   local ok, lerr = M.check_listen(opts.listen, core)
   if not ok then return fail(2, "%s", lerr) end
+  local tls_ok, terr, tcode = M.tls_setup(opts, core)
+  if not tls_ok then return fail(tcode, "%s", terr) end
   local workers = opts.workers == "auto" and core.cpus() or opts.workers
   if not worker_id and not opts.check and (workers > 1 or opts.reload) then
     return M.master(opts, app_path, workers, argv, core)

@@ -21,8 +21,28 @@ local OPTIONS = {
     "  :PORT           every interface: 0.0.0.0 and [::] (the latter when the\n" ..
     "                  machine has IPv6)\n" ..
     "  unix:/PATH      a unix socket\n" ..
+    "  https://ADDR    TLS on one of the TCP addresses above (--tls-cert, --tls-key)\n" ..
     "port 0 picks a free port (the same one for both addresses of a name);\n" ..
     "other host names are refused" },
+  { "tls-cert", "FILE", "list", nil,
+    "certificate of the https:// listeners (PEM, chain included); repeat it with\n" ..
+    "--tls-key for more, each chosen by the names it holds when a client asks\n" ..
+    "for one (SNI); the first serves the others" },
+  { "tls-key", "FILE", "list", nil, "private key (PEM) of the --tls-cert in the same place" },
+  { "tls-password-file", "FILE", "string", nil,
+    "a file whose first line is the passphrase of encrypted --tls-key files" },
+  { "tls-ciphers", "LIST", "string", nil,
+    "OpenSSL cipher list for TLS 1.2 (default: ECDHE key exchange with AES-GCM\n" ..
+    "or ChaCha20-Poly1305 only); TLS 1.3 uses OpenSSL's suites" },
+  { "tls-min-version", "V", "choice", "1.2",
+    "oldest TLS version accepted: 1.2 or 1.3 (1.0 and 1.1 are never offered)",
+    { "1.2", "1.3" } },
+  { "tls-client-ca", "FILE", "string", nil,
+    "CA certificates (PEM) that client certificates must chain to" },
+  { "tls-client-cert", "MODE", "choice", "none",
+    "ask clients for a certificate: none; optional (the app reads the outcome in\n" ..
+    "ssl.ClientCertificateErrors); require (no valid certificate, no handshake)",
+    { "none", "optional", "require" } },
   { "max-header-bytes", "SIZE", "size", "32k",
     "largest request head (request line and headers); larger gets 431" },
   { "max-headers", "N", "int", 100, "most header lines in a request; more gets 431" },
@@ -151,6 +171,12 @@ local function convert(o, text)
       return nil, string_format("--%s expects debug, info, warn or error, got '%s'", name, t)
     end
     return t
+  elseif kind == "choice" then
+    local t = tostring(text)
+    for _, v in ipairs(o[6]) do
+      if t == v then return t end
+    end
+    return nil, string_format("--%s expects %s, got '%s'", name, table.concat(o[6], " or "), t)
   end
   return tostring(text)
 end

@@ -162,7 +162,8 @@ function M.start(app, args, opts)
     error("owinlua did not start: " .. read_file(errfile), 2)
   end
   self.lines[1] = first
-  local host, port = first:match("^listening on http://%[?([^%]]-)%]?:(%d+)$")
+  local scheme, host, port = first:match("^listening on (https?)://%[?([^%]]-)%]?:(%d+)$")
+  self.scheme = scheme
   if not host then
     -- unix socket listener or something else: keep the line for the caller
     self.first_line = first

@@ -930,6 +930,17 @@ static void request_excerpt (h1_t *h, char *out, size_t len) {
 }
 
 
+/* A TLS handshake failed (net/tls.c): a line per client, rate-limited as
+** the refusals. */
+static void tls_log (owl_transport_t *t, const char *msg) {
+  char peer[80];
+  if (!owl_log_refused_ok(OWL_LOG_INFO))
+    return;
+  peer_name(t->owner, peer, sizeof peer);
+  owl_log(OWL_LOG_INFO, NULL, "TLS with %s failed: %s", peer, msg);
+}
+
+
 static void log_refused (h1_t *h, int status) {
   owl_conn_t *c = h->conn;
   int level = status >= 500 && status != 501 && status != 505 ? OWL_LOG_WARN : OWL_LOG_INFO;
@@ -1200,12 +1211,15 @@ static const owl_handler_t h1_handler = {
 ** A new connection on s: fd >= 0 is a socket accepted by the caller (TCP),
 ** else it is taken from listener with uv_accept.
 */
-static void conn_new (owl_server_t *s, uv_stream_t *listener, uv_os_sock_t fd) {
-  owl_conn_t *c = owl_conn_new(s->loop, &s->conns, listener, fd, sizeof(h1_t));
+static void conn_new (owl_server_t *s, uv_stream_t *listener, uv_os_sock_t fd,
+                      owl_tls_ctx_t *tls) {
+  owl_conn_t *c = owl_conn_new(s->loop, &s->conns, listener, fd, tls, sizeof(h1_t));
   if (c == NULL)
     return;
-  if (settings.on_message_begin == NULL)
+  if (settings.on_message_begin == NULL) {
     init_settings();
+    owl_tls_log = tls_log;
+  }
   h1_t *h = H(c);
   owl_conn_set_handler(c, &h1_handler, NULL);
   h->conn = c;
@@ -1226,11 +1240,11 @@ static void conn_new (owl_server_t *s, uv_stream_t *listener, uv_os_sock_t fd) {
 }
 
 
-void owl_h1_accept (uv_stream_t *listener) {
-  conn_new(listener->data, listener, -1);
+void owl_h1_accept (uv_stream_t *listener, owl_tls_ctx_t *tls) {
+  conn_new(listener->data, listener, -1, tls);
 }
 
 
-void owl_h1_adopt (owl_server_t *s, uv_os_sock_t fd) {
-  conn_new(s, NULL, fd);
+void owl_h1_adopt (owl_server_t *s, uv_os_sock_t fd, owl_tls_ctx_t *tls) {
+  conn_new(s, NULL, fd, tls);
 }

@@ -20,9 +20,10 @@ typedef struct owl_req_ops {
 } owl_req_ops_t;
 extern owl_req_ops_t owl_h1_req;
 
-void owl_h1_accept (uv_stream_t *listener);
+/* A connection from listener; tls: its TLS context, or NULL. */
+void owl_h1_accept (uv_stream_t *listener, owl_tls_ctx_t *tls);
 /* Serves fd, a TCP socket accepted outside libuv (the queue drained at shutdown). */
-void owl_h1_adopt (owl_server_t *s, uv_os_sock_t fd);
+void owl_h1_adopt (owl_server_t *s, uv_os_sock_t fd, owl_tls_ctx_t *tls);
 /* The parsed head: field 0 is the request-target, then a lowercase name
 ** and its value (OWS trimmed) for each header line. */
 size_t owl_h1_nfields (owl_conn_t *c);

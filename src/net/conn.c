@@ -16,11 +16,14 @@
 
 #include "net/conn.h"
 #include "net/tcp.h"
+#include "net/tls.h"
 
 #define LINGER_MS 2000
 
 struct owl_conn {
-  owl_tcp_t tp;                 /* the transport (first member) */
+  owl_tcp_t tcp;                /* the socket */
+  owl_transport_t *tp;          /* what the bytes go through: &tcp.t, or TLS over it */
+  owl_tls_t *tls;
   uv_timer_t timer;
   owl_conns_t *set;
   owl_conn_t *prev, *next;      /* set->head: live connections */
@@ -40,7 +43,7 @@ struct owl_conn {
   uint64_t proto[];             /* the handler's state (8-byte aligned) */
 };
 
-#define TP(c) (&(c)->tp.t)
+#define TP(c) ((c)->tp)
 
 
 /* {====== life */
@@ -157,7 +160,7 @@ static void on_timer (uv_timer_t *t) {
 
 
 owl_conn_t *owl_conn_new (uv_loop_t *loop, owl_conns_t *set, uv_stream_t *listener,
-                          uv_os_sock_t fd, size_t proto) {
+                          uv_os_sock_t fd, owl_tls_ctx_t *tls, size_t proto) {
   owl_conn_t *c = calloc(1, sizeof *c + proto);
   if (c == NULL) {
     if (fd >= 0)
@@ -165,6 +168,7 @@ owl_conn_t *owl_conn_new (uv_loop_t *loop, owl_conns_t *set, uv_stream_t *listen
     return NULL;
   }
   c->set = set;
+  c->tp = &c->tcp.t;
   TP(c)->owner = c;
   TP(c)->on_read = on_tp_read;
   TP(c)->on_written = on_tp_written;
@@ -177,9 +181,21 @@ owl_conn_t *owl_conn_new (uv_loop_t *loop, owl_conns_t *set, uv_stream_t *listen
     set->head->prev = c;
   set->head = c;
   set->n++;
-  if (owl_tcp_init(&c->tp, loop, listener, fd, rbuf, sizeof rbuf)) {
+  if (owl_tcp_init(&c->tcp, loop, listener, fd, rbuf, sizeof rbuf)) {
     owl_conn_close(c);              /* no handler yet: nothing is told */
     return NULL;
+  }
+  if (tls != NULL) {
+    c->tls = owl_tls_new(tls, &c->tcp.t, loop);
+    if (c->tls == NULL) {
+      owl_conn_close(c);
+      return NULL;
+    }
+    c->tp = owl_tls_transport(c->tls);
+    TP(c)->owner = c;
+    TP(c)->on_read = on_tp_read;
+    TP(c)->on_written = on_tp_written;
+    TP(c)->on_closed = on_tp_closed;
   }
   return c;
 }
@@ -404,6 +420,16 @@ uint64_t owl_conn_timer_due (owl_conn_t *c) {
                                                 : UINT64_MAX;
 }
 
+
+
+owl_tls_t *owl_conn_tls (owl_conn_t *c) {
+  return c->tls;
+}
+
+
+owl_transport_t *owl_conn_socket (owl_conn_t *c) {
+  return &c->tcp.t;
+}
 
 
 int owl_conn_is_pipe (owl_conn_t *c) {

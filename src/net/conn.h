@@ -30,6 +30,7 @@
 #include <uv.h>
 
 #include "codec/buf.h"
+#include "net/tls.h"
 
 typedef struct owl_conn owl_conn_t;
 
@@ -69,12 +70,13 @@ typedef struct owl_conns {
 
 /*
 ** A new connection in set: fd >= 0 is a TCP socket accepted by the caller,
-** else one is taken from listener with uv_accept.  proto bytes of handler
+** else one is taken from listener with uv_accept; tls (or NULL) makes it a
+** TLS connection of that server context.  proto bytes of handler
 ** state (zeroed) come with it.  Returns NULL when it could not be made (the
 ** socket is closed).  The caller sets a handler before returning to the loop.
 */
 owl_conn_t *owl_conn_new (uv_loop_t *loop, owl_conns_t *set, uv_stream_t *listener,
-                          uv_os_sock_t fd, size_t proto);
+                          uv_os_sock_t fd, owl_tls_ctx_t *tls, size_t proto);
 /* The handler's state, proto bytes (see owl_conn_new). */
 void *owl_conn_proto (owl_conn_t *c);
 /* Makes h the handler of c; data is its object (owl_conn_data), if any. */
@@ -143,6 +145,10 @@ void owl_conn_timer (owl_conn_t *c, uint64_t ms);
 /* Milliseconds until the timer fires; UINT64_MAX when it is not running. */
 uint64_t owl_conn_timer_due (owl_conn_t *c);
 int owl_conn_is_pipe (owl_conn_t *c);
+/* The TLS layer of a TLS connection, else NULL. */
+owl_tls_t *owl_conn_tls (owl_conn_t *c);
+/* The socket below any TLS (for its peer in log lines). */
+owl_transport_t *owl_conn_socket (owl_conn_t *c);
 /* The socket's descriptor (for sendfile); 0 or a libuv error. */
 int owl_conn_fileno (owl_conn_t *c, uv_os_fd_t *fd);
 /* The peer's and our address (TCP only); 0 or a libuv error. */

@@ -14,6 +14,7 @@
 */
 
 #include <inttypes.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -32,7 +33,8 @@ static const char *const keynames[] = {
   "owin.RequestId", "owin.CallCancelled", "server.RemoteIpAddress",
   "server.RemotePort", "server.LocalIpAddress", "server.LocalPort",
   "server.IsLocal", "server.OnSendingHeaders", "host.OnAppDisposing",
-  "sendfile.SendAsync", "server.OnRequestEnd"
+  "sendfile.SendAsync", "server.OnRequestEnd",
+  "ssl.ClientCertificate", "ssl.ClientCertificateErrors", "ssl.LoadClientCertAsync"
 };
 
 
@@ -185,6 +187,49 @@ static void addresses (lua_State *L, int t, owl_req_t *r) {
 }
 
 
+/* ssl.LoadClientCertAsync(): the handshake asked for the certificate
+** already, so there is nothing to wait for; returns it (or nil). */
+static int load_client_cert (lua_State *L) {
+  lua_pushvalue(L, lua_upvalueindex(1));
+  return 1;
+}
+
+
+/*
+** The ssl.* keys of a TLS connection into the lazy table at t: the
+** client's certificate as PEM and its verification error, when it sent one,
+** and LoadClientCertAsync.  Nothing for a plain connection, or once the
+** connection is gone.
+*/
+static void ssl_keys (lua_State *L, int t, owl_req_t *r) {
+  owl_tls_t *tls = r->conn ? owl_conn_tls(r->conn) : NULL;
+  if (tls == NULL)
+    return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, owl_srv.keys_ref);
+  int K = lua_gettop(L);
+  size_t n = 0;
+  char *pem = owl_tls_peer_pem(tls, &n);
+  if (pem != NULL) {
+    lua_rawgeti(L, K, K_SSLCERT);
+    lua_pushlstring(L, pem, n);
+    free(pem);
+    lua_rawset(L, t);
+    const char *verr = owl_tls_verify_error(tls);
+    if (verr != NULL) {
+      lua_rawgeti(L, K, K_SSLERRORS);
+      lua_pushstring(L, verr);
+      lua_rawset(L, t);
+    }
+  }
+  lua_rawgeti(L, K, K_SSLLOAD);
+  lua_rawgeti(L, K, K_SSLCERT);
+  lua_rawget(L, t);
+  lua_pushcclosure(L, load_client_cert, 1);
+  lua_rawset(L, t);
+  lua_pop(L, 1);
+}
+
+
 /*
 ** Sets in the headers table at h the "Name: value\r\n" lines of the string
 ** at lines (headers the server sent without a table).
@@ -220,7 +265,10 @@ static void pushvirtual (lua_State *L, int id, int key) {
     return;                                 /* nil */
   switch (id) {
     case K_SCHEME:
-      lua_pushliteral(L, "http");
+      if (r->tls)
+        lua_pushliteral(L, "https");
+      else
+        lua_pushliteral(L, "http");
       break;
     case K_PATHBASE:
       lua_pushliteral(L, "");
@@ -314,6 +362,8 @@ static void pushvirtual (lua_State *L, int id, int key) {
           lua_pushcclosure(L, on_end, 1);
           lua_rawset(L, t);
         }
+        else if (id >= K_SSLCERT)
+          ssl_keys(L, t, r);                /* the three at once */
         else
           addresses(L, t, r);               /* all five at once */
         lua_pushvalue(L, key);
@@ -574,6 +624,7 @@ static int begin (lua_State *L) {
   r->scope.task = &r->task;
   r->method = (uint8_t)owl_h1_method(c);
   r->http_minor = (uint8_t)owl_h1_minor(c);
+  r->tls = owl_conn_tls(c) != NULL;
   r->is_head = r->method == HTTP_HEAD;
   lua_rawgeti(L, LUA_REGISTRYINDEX, owl_req_mt);
   lua_setmetatable(L, -2);

@@ -36,8 +36,8 @@ enum {
   /* lazy: made on first access */
   K_REQHEADERS, K_REQBODY, K_REQID, K_CANCEL, K_REMOTEIP, K_REMOTEPORT,
   K_LOCALIP, K_LOCALPORT, K_ISLOCAL, K_ONSENDING, K_DISPOSING, K_SENDFILE,
-  K_ONEND,
-  K_LAST = K_ONEND,
+  K_ONEND, K_SSLCERT, K_SSLERRORS, K_SSLLOAD,
+  K_LAST = K_SSLLOAD,
   K_FIRSTV = K_SCHEME           /* the first key not stored at first */
 };
 

@@ -190,7 +190,9 @@ struct owl_server {
   lua_State *L;                 /* main state: callbacks run here */
   owl_options_t opt;
   uv_stream_t **listeners;
+  unsigned char *listener_tls;  /* 1: listeners[i] speaks TLS */
   int nlisteners;
+  owl_tls_ctx_t *tls;           /* the TLS listeners' context (SNI set) */
   owl_conns_t conns;            /* live connections (conn.c) */
   owl_req_t *reqs;              /* requests not released yet (their body
                                    buffers are freed at exit) */
@@ -261,6 +263,7 @@ struct owl_req {
   unsigned started : 1;         /* the app's coroutine was started */
   unsigned body_done : 1;       /* the whole request body has arrived */
   unsigned cancelled : 1;
+  unsigned tls : 1;             /* came over TLS: owin.RequestScheme "https" */
   unsigned expect_continue : 1;
   unsigned continue_sent : 1;
   unsigned chunked : 1;         /* response framing */

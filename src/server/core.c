@@ -84,7 +84,8 @@ static void defaults (lua_State *L) {
 static void push_invalid (lua_State *L, const char *spec) {
   lua_pushnil(L);
   lua_pushfstring(L, "invalid listen address '%s' (expected IPv4:port, [IPv6]:port, "
-                  "localhost:port, :port or unix:/path)", spec);
+                  "localhost:port, :port or unix:/path, the TCP ones maybe after https://)",
+                  spec);
 }
 
 
@@ -134,6 +135,68 @@ static int l_listen (lua_State *L) {
 }
 
 
+/* The strings of list field k of the table at 1, into v (at most max). */
+static int strings (lua_State *L, const char *k, const char **v, int max) {
+  int n = 0;
+  if (lua_getfield(L, 1, k) == LUA_TTABLE) {
+    int t = lua_gettop(L);
+    for (; n < max && lua_rawgeti(L, t, n + 1) == LUA_TSTRING; n++)
+      v[n] = lua_tostring(L, -1);             /* anchored by the table */
+    lua_settop(L, t);
+  }
+  lua_pop(L, 1);
+  return n;
+}
+
+
+static const char *optfield (lua_State *L, const char *k) {
+  lua_getfield(L, 1, k);
+  const char *v = lua_isstring(L, -1) ? lua_tostring(L, -1) : NULL;
+  lua_pop(L, 1);                              /* a string of the table's */
+  return v;
+}
+
+
+/*
+** core.tls_server{ certs = {...}, keys = {...}, password_file, ciphers,
+** min_version = 12|13, client_ca, client_cert = "none"|"optional"|"require" }
+** -> the certificates' names, or nil, err.  Loads the TLS listeners'
+** context (before core.listen of an https:// spec).
+*/
+static int l_tls_server (lua_State *L) {
+  static const char *const modes[] = { "none", "optional", "require", NULL };
+  const char *certs[64], *keys[64];
+  char err[400], names[400];
+  owl_tls_server_opts_t o;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  memset(&o, 0, sizeof o);
+  o.ncerts = strings(L, "certs", certs, 64);
+  if (strings(L, "keys", keys, 64) != o.ncerts)
+    return luaL_error(L, "as many TLS keys as certificates are needed");
+  o.certs = certs;
+  o.keys = keys;
+  o.password_file = optfield(L, "password_file");
+  o.ciphers = optfield(L, "ciphers");
+  o.client_ca = optfield(L, "client_ca");
+  lua_getfield(L, 1, "min_version");
+  o.min_version = (int)luaL_optinteger(L, -1, 12);
+  lua_getfield(L, 1, "client_cert");
+  o.client_cert = luaL_checkoption(L, -1, "none", modes);
+  lua_pop(L, 2);
+  owl_tls_ctx_t *ctx = owl_tls_server_ctx(&o, err, sizeof err);
+  if (ctx == NULL) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  owl_tls_ctx_unref(owl_srv.tls);
+  owl_srv.tls = ctx;
+  owl_tls_ctx_names(ctx, names, sizeof names);
+  lua_pushstring(L, names);
+  return 1;
+}
+
+
 /* core.dev() -> true when the server runs with --dev (owin.dev). */
 static int l_dev (lua_State *L) {
   lua_pushboolean(L, owl_srv.opt.dev);
@@ -177,6 +240,7 @@ int luaopen_owin_core (lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"configure", l_configure},
     {"listen", l_listen},
+    {"tls_server", l_tls_server},
     {"check_listen", l_check_listen},
     {"log_write", l_log_write},
     {"dev", l_dev},

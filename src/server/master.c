@@ -49,6 +49,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -59,6 +60,7 @@
 #include <unistd.h>
 
 #include "server/server.h"
+#include "net/tls.h"
 
 
 #define START_TIMEOUT_MS 60000  /* a worker not ready by then is killed */
@@ -70,6 +72,7 @@
 #define MAX_WATCHED_DIRS 512
 #define MAX_WORKERS 512
 #define CHAN_FD 3               /* a worker's descriptor to the master */
+#define TICKETS_FD(m) (CHAN_FD + 1 + (m)->nfds)   /* the ticket secret's pipe */
 
 extern char **environ;
 
@@ -111,6 +114,7 @@ struct master {
   char exe[4096];
   char **args;                  /* argv of a worker */
   char *listen_env;             /* "OWINLUA_WORKER_LISTEN=..." */
+  char *tickets_env;            /* "OWINLUA_WORKER_TICKETS=N" */
   char boot[16];                /* this boot's random tag (request ids) */
   int nfds;                     /* inherited listeners: worker fd 4.. */
   int fds[32];
@@ -311,7 +315,7 @@ static char **worker_env (master_t *m, int id, unsigned gen, char *idvar, size_t
   size_t n = 0, k = 0;
   while (environ[n] != NULL)
     n++;
-  char **env = malloc((n + 4) * sizeof *env);
+  char **env = malloc((n + 5) * sizeof *env);
   if (env == NULL)
     return NULL;
   for (size_t i = 0; i < n; i++)
@@ -322,8 +326,34 @@ static char **worker_env (master_t *m, int id, unsigned gen, char *idvar, size_t
   env[k++] = idvar;
   env[k++] = tagvar;
   env[k++] = m->listen_env;
+  env[k++] = m->tickets_env;
   env[k] = NULL;
   return env;
+}
+
+
+/*
+** A pipe holding the TLS ticket secret (net/tls.h) for a new worker, which
+** inherits its reading end as descriptor TICKETS_FD and reads it at start:
+** every worker encrypts session tickets with the same keys, so a client
+** resumes its session on any of them, across rolling restarts too.  The
+** secret goes through a pipe, not the environment, which other processes
+** of the user could read.  Returns the reading end, or -1.
+*/
+static int tickets_pipe (void) {
+  unsigned char st[OWL_TLS_TICKET_STATE];
+  int fd[2];
+  if (pipe2(fd, O_CLOEXEC) < 0)
+    return -1;
+  owl_tls_ticket_export(st);
+  ssize_t n = write(fd[1], st, sizeof st);  /* 40 bytes: a pipe takes them */
+  memset(st, 0, sizeof st);
+  close(fd[1]);
+  if (n != (ssize_t)sizeof st) {
+    close(fd[0]);
+    return -1;
+  }
+  return fd[0];
 }
 
 
@@ -331,7 +361,7 @@ static char **worker_env (master_t *m, int id, unsigned gen, char *idvar, size_t
 static void spawn_slot (master_t *m, int i, int replace) {
   slot_t *sl = m->slots[i];
   char idvar[40], tagvar[64];
-  uv_stdio_container_t io[CHAN_FD + 1 + 32];
+  uv_stdio_container_t io[CHAN_FD + 1 + 32 + 1];
   uv_process_options_t opt;
   worker_t *w = calloc(1, sizeof *w);
   unsigned gen = m->gen[i] + 1;
@@ -358,16 +388,21 @@ static void spawn_slot (master_t *m, int i, int replace) {
     io[CHAN_FD + 1 + k].flags = UV_INHERIT_FD;
     io[CHAN_FD + 1 + k].data.fd = m->fds[k];
   }
+  int tfd = tickets_pipe();
+  io[TICKETS_FD(m)].flags = tfd >= 0 ? UV_INHERIT_FD : UV_IGNORE;
+  io[TICKETS_FD(m)].data.fd = tfd;
   memset(&opt, 0, sizeof opt);
   opt.file = m->exe;
   opt.args = m->args;
   opt.env = env;
   opt.stdio = io;
-  opt.stdio_count = CHAN_FD + 1 + m->nfds;
+  opt.stdio_count = TICKETS_FD(m) + 1;
   opt.flags = UV_PROCESS_DETACHED;    /* its own session: no terminal signals */
   opt.exit_cb = on_worker_exit;
   err = uv_spawn(m->loop, &w->proc, &opt);
   free(env);                          /* the child has its copy */
+  if (tfd >= 0)
+    close(tfd);
   if (err) {
     w->nhandles = 2;                  /* a failed spawn is closed all the same */
     uv_close((uv_handle_t *)&w->chan, free_worker);
@@ -705,6 +740,8 @@ static int l_master (lua_State *L) {
   }
   luaL_pushresult(&b);
   m->listen_env = (char *)lua_tostring(L, -1);        /* anchored on the stack */
+  lua_pushfstring(L, "OWINLUA_WORKER_TICKETS=%d", TICKETS_FD(m));
+  m->tickets_env = (char *)lua_tostring(L, -1);
   m->watch_dir = (char *)reload;
   m->exit_code = 0;
   s->loop->data = m;
@@ -799,6 +836,17 @@ static int l_worker (lua_State *L) {
     specs += n + (nl != NULL);
   }
   unsetenv("OWINLUA_WORKER_LISTEN");
+  const char *tickets = getenv("OWINLUA_WORKER_TICKETS");
+  if (tickets != NULL) {
+    unsigned char st[OWL_TLS_TICKET_STATE];
+    int fd = (int)strtol(tickets, NULL, 10);
+    ssize_t n = read(fd, st, sizeof st);
+    if (n == (ssize_t)sizeof st)
+      owl_tls_ticket_import(st);
+    memset(st, 0, sizeof st);
+    close(fd);
+    unsetenv("OWINLUA_WORKER_TICKETS");
+  }
   return 2;
 }
 

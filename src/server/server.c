@@ -40,11 +40,20 @@ static uv_stream_t *deferred[MAX_DEFERRED];
 static int ndeferred;
 
 
+/* The TLS context of listener l, or NULL for a plain one. */
+static owl_tls_ctx_t *tls_of (owl_server_t *s, uv_stream_t *l) {
+  for (int i = 0; i < s->nlisteners; i++)
+    if (s->listeners[i] == l)
+      return s->listener_tls[i] ? s->tls : NULL;
+  return NULL;
+}
+
+
 static void accept_deferred (owl_server_t *s) {
   int n = ndeferred;
   ndeferred = 0;
   for (int i = 0; i < n; i++)
-    owl_h1_accept(deferred[i]);
+    owl_h1_accept(deferred[i], tls_of(s, deferred[i]));
   if (ndeferred == 0)
     uv_check_stop(&s->accept_check);
 }
@@ -60,7 +69,7 @@ static void on_connection (uv_stream_t *l, int status) {
   if (status < 0)
     return;
   if (!s->worker_id || ndeferred == MAX_DEFERRED) {
-    owl_h1_accept(l);
+    owl_h1_accept(l, tls_of(s, l));
     return;
   }
   deferred[ndeferred++] = l;
@@ -69,11 +78,16 @@ static void on_connection (uv_stream_t *l, int status) {
 }
 
 
-static int add_listener (owl_server_t *s, uv_stream_t *h) {
+static int add_listener (owl_server_t *s, uv_stream_t *h, int tls) {
   uv_stream_t **l = realloc(s->listeners, (size_t)(s->nlisteners + 1) * sizeof *l);
   if (l == NULL)
     return UV_ENOMEM;
   s->listeners = l;
+  unsigned char *t = realloc(s->listener_tls, (size_t)(s->nlisteners + 1));
+  if (t == NULL)
+    return UV_ENOMEM;
+  s->listener_tls = t;
+  t[s->nlisteners] = (unsigned char)tls;
   l[s->nlisteners++] = h;
   return 0;
 }
@@ -194,7 +208,7 @@ static void drop_last_listener (owl_server_t *s) {
 ** listens.
 */
 static int tcp_listen (owl_server_t *s, const struct sockaddr_storage *addr, int hold,
-                       int *port) {
+                       int tls, int *port) {
   int v6 = addr->ss_family == AF_INET6;
   uv_tcp_t *t = malloc(sizeof *t);
   if (t == NULL)
@@ -217,7 +231,7 @@ static int tcp_listen (owl_server_t *s, const struct sockaddr_storage *addr, int
     else
       err = uv_listen((uv_stream_t *)t, s->opt.backlog, on_connection);
   }
-  if (err || (err = add_listener(s, (uv_stream_t *)t))) {
+  if (err || (err = add_listener(s, (uv_stream_t *)t, tls))) {
     uv_close((uv_handle_t *)t, free_handle);
     return err;
   }
@@ -237,7 +251,7 @@ static int v6_missing (int err) {
 ** out, one per line.  With port 0 the second address takes the port the
 ** first got, and when that port is taken there the pair is tried again.
 */
-static int tcp_listen_spec (owl_server_t *s, const char *spec, int hold,
+static int tcp_listen_spec (owl_server_t *s, const char *spec, int hold, int tls,
                             char *out, size_t outlen) {
   tcp_spec_t t;
   int err = parse_tcp(spec, &t), tries = 0;
@@ -248,7 +262,7 @@ again:
   out[0] = 0;
   for (int i = 0; i < t.n; i++) {
     int port;
-    err = tcp_listen(s, &t.addr[i], hold, &port);
+    err = tcp_listen(s, &t.addr[i], hold, tls, &port);
     if (err && i == 1 && t.v6_optional && v6_missing(err))
       break;
     if (err && i == 1 && want == 0 && err == UV_EADDRINUSE && ++tries < 16) {
@@ -266,7 +280,8 @@ again:
     size_t used = strlen(out);
     char name[80];
     tcp_name((uv_tcp_t *)s->listeners[s->nlisteners - 1], name, sizeof name);
-    snprintf(out + used, outlen - used, "%shttp://%s", used ? "\n" : "", name);
+    snprintf(out + used, outlen - used, "%s%s://%s", used ? "\n" : "", tls ? "https" : "http",
+             name);
   }
   return 0;
 }
@@ -287,8 +302,23 @@ static int unix_in_use (const char *path) {
 }
 
 
+/* "https://" (a TLS listener: *tls = 1) or "http://" before a TCP spec. */
+static const char *scheme_of (const char *spec, int *tls) {
+  *tls = 0;
+  if (strncmp(spec, "https://", 8) == 0) {
+    *tls = 1;
+    return spec + 8;
+  }
+  return strncmp(spec, "http://", 7) == 0 ? spec + 7 : spec;
+}
+
+
 int owl_server_check_listen (const char *spec) {
   tcp_spec_t t;
+  int tls;
+  const char *rest = scheme_of(spec, &tls);
+  if (rest != spec)
+    return strncmp(rest, "unix:", 5) == 0 ? UV_EINVAL : parse_tcp(rest, &t);
   if (strncmp(spec, "unix:", 5) == 0) {
     size_t n = strlen(spec + 5);
     return n > 0 && n < sizeof ((struct sockaddr_un *)0)->sun_path ? 0 : UV_EINVAL;
@@ -307,7 +337,7 @@ int owl_server_check_listen (const char *spec) {
 */
 int owl_server_listen (owl_server_t *s, const char *spec, int flags,
                        char *out, size_t outlen) {
-  int err;
+  int err, tls = 0;
   long fd = -1;
   if (flags & OWL_LISTEN_FD) {
     char *end;
@@ -315,7 +345,9 @@ int owl_server_listen (owl_server_t *s, const char *spec, int flags,
     if (strncmp(spec, "fd:", 3) != 0 || *end != ':' || fd < 0)
       return UV_EINVAL;
     spec = end + 1;
-    if (strncmp(spec, "tcp:", 4) == 0) {
+    if (strncmp(spec, "tls:", 4) == 0)
+      tls = 1;
+    if (tls || strncmp(spec, "tcp:", 4) == 0) {
       uv_tcp_t *t = malloc(sizeof *t);
       if (t == NULL)
         return UV_ENOMEM;
@@ -331,16 +363,20 @@ int owl_server_listen (owl_server_t *s, const char *spec, int flags,
         err = 0;
       if (err || (err = uv_tcp_open(t, (uv_os_sock_t)fd)) ||
           (err = uv_listen((uv_stream_t *)t, s->opt.backlog, on_connection)) ||
-          (err = add_listener(s, (uv_stream_t *)t))) {
+          (err = add_listener(s, (uv_stream_t *)t, tls))) {
         uv_close((uv_handle_t *)t, free_handle);
         return err;
       }
-      snprintf(out, outlen, "http://%s", spec + 4);
+      snprintf(out, outlen, "%s://%s", tls ? "https" : "http", spec + 4);
       return 0;
     }
   }
   else if (owl_server_check_listen(spec))
     return UV_EINVAL;
+  else
+    spec = scheme_of(spec, &tls);
+  if (tls && s->tls == NULL)
+    return UV_EINVAL;                     /* core.tls_server first */
   if ((flags & OWL_LISTEN_FD) || strncmp(spec, "unix:", 5) == 0) {
     uv_pipe_t *p = malloc(sizeof *p);
     if (p == NULL)
@@ -369,14 +405,14 @@ int owl_server_listen (owl_server_t *s, const char *spec, int flags,
     }
     else if (!err)
       err = uv_listen((uv_stream_t *)p, s->opt.backlog, on_connection);
-    if (err || (err = add_listener(s, (uv_stream_t *)p))) {
+    if (err || (err = add_listener(s, (uv_stream_t *)p, 0))) {
       uv_close((uv_handle_t *)p, free_handle);
       return err;
     }
     snprintf(out, outlen, "%s", spec);
     return 0;
   }
-  return tcp_listen_spec(s, spec, flags & OWL_LISTEN_HOLD, out, outlen);
+  return tcp_listen_spec(s, spec, flags & OWL_LISTEN_HOLD, tls, out, outlen);
 }
 
 
@@ -393,7 +429,7 @@ int owl_server_listener_spec (owl_server_t *s, int i, char *out, size_t outlen) 
   if (l->type == UV_TCP) {
     char name[80];
     tcp_name((uv_tcp_t *)l, name, sizeof name);
-    snprintf(out, outlen, "tcp:%s", name);
+    snprintf(out, outlen, "%s:%s", s->listener_tls[i] ? "tls" : "tcp", name);
     return fd;
   }
   char path[256];
@@ -411,14 +447,14 @@ int owl_server_listener_spec (owl_server_t *s, int i, char *out, size_t outlen) 
 ** them.  (A worker's socket is shared with the master and the other workers;
 ** what it takes here is answered once, with Connection: close.)
 */
-static void drain_queue (owl_server_t *s, uv_stream_t *l) {
+static void drain_queue (owl_server_t *s, uv_stream_t *l, owl_tls_ctx_t *tls) {
   uv_os_fd_t fd;
   if (l->type != UV_TCP || uv_fileno((uv_handle_t *)l, &fd))
     return;
   for (;;) {
     int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (c >= 0)
-      owl_h1_adopt(s, c);
+      owl_h1_adopt(s, c, tls);
     else if (errno != EINTR && errno != ECONNABORTED)
       break;
   }
@@ -430,10 +466,12 @@ void owl_server_unlisten (owl_server_t *s, int drain) {
   accept_deferred(s);                       /* closing would reset them */
   for (int i = 0; i < s->nlisteners; i++) {
     if (drain)
-      drain_queue(s, s->listeners[i]);
+      drain_queue(s, s->listeners[i], s->listener_tls[i] ? s->tls : NULL);
     uv_close((uv_handle_t *)s->listeners[i], free_handle);
   }
   s->nlisteners = 0;
+  free(s->listener_tls);
+  s->listener_tls = NULL;
 }
 /* }====== */
 
@@ -554,12 +592,35 @@ static void on_signal (uv_signal_t *h, int signum) {
 }
 
 
+/*
+** A single process reloads its TLS certificates and keys: new connections
+** get the new context, open ones keep theirs (counted) until they close.
+** A certificate that does not load leaves the old ones in place.
+*/
+static void reload_tls (owl_server_t *s) {
+  char err[400], names[400];
+  owl_tls_ctx_t *ctx = owl_tls_server_reload(s->tls, err, sizeof err);
+  if (ctx == NULL) {
+    owl_log(OWL_LOG_ERROR, NULL, "SIGHUP: TLS certificates not reloaded, the old ones "
+            "stay: %s", err);
+    return;
+  }
+  owl_tls_ctx_unref(s->tls);
+  s->tls = ctx;
+  owl_tls_ctx_names(ctx, names, sizeof names);
+  owl_log(OWL_LOG_INFO, NULL, "SIGHUP: TLS certificates reloaded (%s)", names);
+}
+
+
 /* SIGHUP restarts the workers in the master (master.c); a single process
-** has nothing to restart, and a hangup must not stop a server. */
+** reloads its TLS certificates, if it has any, and nothing else: a hangup
+** must not stop a server. */
 static void on_sighup (uv_signal_t *h, int signum) {
   owl_server_t *s = h->data;
   (void)signum;
-  if (s->worker_id)
+  if (s->tls != NULL && !s->worker_id)
+    reload_tls(s);
+  else if (s->worker_id)
     owl_log(OWL_LOG_WARN, NULL, "SIGHUP ignored: send it to the master (pid %d), "
             "which restarts the workers", (int)getppid());
   else
