@@ -22,8 +22,9 @@
 -- "host not found: NAME", "cancelled"), the parser's ("invalid response:
 -- ...", "response head too large", "too many response header lines",
 -- "response body too large", "closed before the response head", "closed
--- before the end of the body"), and this module's ("https is not
--- supported yet", "too many redirects", ...).  See docs/http-client.md.
+-- before the end of the body"), TLS's ("certificate verify failed:
+-- REASON", ...), and this module's ("too many redirects", ...).  See
+-- docs/http-client.md.
 
 local owin = require("owin")
 local ok_core, core = pcall(require, "owin.core")
@@ -102,17 +103,20 @@ end
 
 -- Splits an absolute URL.  Returns { host, port, authority, target, url }
 -- (host as connect takes it: an IPv6 literal without its brackets;
--- authority as the Host header carries it), or nil, why, runtime: runtime
--- is true when the URL is well-formed but asks for what is not supported
--- (https).
+-- authority as the Host header carries it; tls for https), or nil, why,
+-- runtime: runtime is true when the URL is well-formed but asks for what
+-- is not supported (nothing now).
 local function parse_url(url)
   local scheme, rest = string_match(url, "^(%a[%w+.%-]*)://(.*)$")
   if not scheme then
     return nil, "url must be absolute: http://host[:port]/path, got " .. string_format("%q", url)
   end
   scheme = string_lower(scheme)
-  if scheme == "https" then return nil, "https is not supported yet", true end
-  if scheme ~= "http" then return nil, "unsupported URL scheme " .. string_format("%q", scheme) end
+  if scheme ~= "http" and scheme ~= "https" then
+    return nil, "unsupported URL scheme " .. string_format("%q", scheme)
+  end
+  local tls = scheme == "https"
+  local default_port = tls and 443 or 80
   local authority, target = string_match(rest, "^([^/?#]*)(.*)$")
   target = string_gsub(target, "#.*$", "")      -- the fragment stays with the client
   if target == "" or string_sub(target, 1, 1) == "?" then target = "/" .. target end
@@ -140,7 +144,7 @@ local function parse_url(url)
     hosthdr = host
   end
   if port == "" or port == ":" then
-    port = 80
+    port = default_port
   else
     local digits = string_match(port, "^:(%d+)$")
     port = digits and tonumber(digits)
@@ -148,9 +152,9 @@ local function parse_url(url)
       return nil, "url: bad port in " .. string_format("%q", url)
     end
   end
-  if port ~= 80 then hosthdr = hosthdr .. ":" .. port end
-  return { host = host, port = port, authority = hosthdr, target = target,
-           url = "http://" .. hosthdr .. target }
+  if port ~= default_port then hosthdr = hosthdr .. ":" .. port end
+  return { host = host, port = port, authority = hosthdr, target = target, tls = tls,
+           url = scheme .. "://" .. hosthdr .. target }
 end
 
 -- RFC 3986 5.2.4, for a path that starts with "/": "." and ".."
@@ -338,6 +342,18 @@ local function check(opts, level)
   if opts.stream ~= nil and type(opts.stream) ~= "boolean" then
     argerror("stream must be a boolean, got " .. type(opts.stream), level)
   end
+  -- TLS: verification on unless verify = false; a CA file and a client
+  -- certificate may be given
+  if opts.verify ~= nil and type(opts.verify) ~= "boolean" then
+    argerror("verify must be a boolean, got " .. type(opts.verify), level)
+  end
+  for _, k in ipairs({ "cafile", "cert", "key" }) do
+    if opts[k] ~= nil and type(opts[k]) ~= "string" then
+      argerror(k .. " must be a file name, got " .. type(opts[k]), level)
+    end
+  end
+  if opts.key ~= nil and opts.cert == nil then argerror("key without cert", level) end
+  req.tls = { verify = opts.verify ~= false, cafile = opts.cafile, cert = opts.cert, key = opts.key }
   return req, why
 end
 
@@ -377,12 +393,29 @@ end
 --      err, called (the body function ran), released, closed (by the
 --      caller) }
 
+-- The newest TLS session of each pool (origin and TLS settings), to resume
+-- the next new connection's session there: a bounded table.
+local sessions, nsessions = {}, 0
+local MAX_SESSIONS = 256
+
+local function keep_session(key, sess)
+  if sessions[key] == nil then
+    if nsessions >= MAX_SESSIONS then sessions, nsessions = {}, 0 end
+    nsessions = nsessions + 1
+  end
+  sessions[key] = sess
+end
+
 -- Gives the socket back: to the pool when the response ended and both
 -- sides allow it, else closed.
 local function release(c)
   if c.released then return end
   c.released = true
   local sock = c.sock
+  if c.pool_key then
+    local sess = sock:sslsession()       -- under TLS 1.3 it came after the handshake
+    if sess then keep_session(c.pool_key, sess) end
+  end
   if c.done and c.keepalive and c.req.keepalive and not c.broken then
     sock:setkeepalive(c.req.keepalive_timeout, c.req.keepalive_pool)   -- closes it on refusal
   else
@@ -588,16 +621,35 @@ end
 -- One exchange on one connection.  Returns the response, or nil, err,
 -- retry: retry is true when a pooled connection turned out to be closed
 -- before any of the response came, and the request may be sent again.
+-- The pool of u's connections: origin, and for TLS the settings they were
+-- verified with (a connection checked one way is not reused another way).
+local function pool_of(req, u)
+  local key = "owin.http:" .. u.host .. ":" .. u.port
+  if not u.tls then return key end
+  local t = req.tls
+  return string_format("owin.https:%s:%d:%s:%s:%s:%s", u.host, u.port, t.verify and "v" or "-",
+    t.cafile or "", t.cert or "", t.key or "")
+end
+
+local HTTP11 = { "http/1.1" }
+
 local function exchange(req, u)
   local sock = owin.tcp()
   sock:settimeouts(req.timeouts[1], req.timeouts[2], req.timeouts[3])
-  local ok, err = sock:connect(u.host, u.port, { pool = "owin.http:" .. u.host .. ":" .. u.port })
+  local pool = pool_of(req, u)
+  local ok, err = sock:connect(u.host, u.port, { pool = pool })
+  if ok and u.tls and (sock:getreusedtimes() or 0) == 0 then
+    local t = req.tls
+    ok, err = sock:sslhandshake({ server_name = u.host, verify = t.verify, cafile = t.cafile,
+      cert = t.cert, key = t.key, alpn = HTTP11, reused_session = sessions[pool] })
+  end
   if not ok then
     sock:close()
     return nil, err
   end
   local c = {
     sock = sock, req = req, queue = {}, qi = 1, qn = 0, qoff = 0,
+    pool_key = u.tls and pool or nil,
     parser = core.http_response_parser({ method = req.method, max_body = req.max_body,
       max_header_bytes = req.max_header_bytes, max_headers = req.max_headers }),
   }
@@ -677,7 +729,7 @@ local function redirected(req, u, status, location)
   elseif type(req.body) == "function" then
     return false
   end
-  local same_origin = nu.host == u.host and nu.port == u.port
+  local same_origin = nu.host == u.host and nu.port == u.port and nu.tls == u.tls
   if to_get or not same_origin then
     local given, lines = {}, {}
     for lname, v in pairs(req.given) do

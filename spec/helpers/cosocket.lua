@@ -52,9 +52,12 @@ function M.new()
   return net
 end
 
--- Serves host:port with handler(request, conn) -> list of replies.
-function Net:listen(host, port, handler)
+-- Serves host:port with handler(request, conn) -> list of replies; tls:
+-- the server accepts sslhandshake (recorded in net.handshakes).
+function Net:listen(host, port, handler, tls)
   self.servers[host .. ":" .. port] = handler
+  self.tls = self.tls or {}
+  self.tls[host .. ":" .. port] = tls or nil
 end
 
 -- The idle connections of a pool (a list).
@@ -95,10 +98,29 @@ function Sock:connect(host, port, opts)
   if not handler then return nil, "connection refused" end
   net.connects = net.connects + 1
   local conn = { id = net.connects, handler = handler, pool = pool, sent = "", unanswered = "",
+                 addr = host .. ":" .. port,
                  queue = {}, reused = 0, state = "open", timeouts = self.timeouts }
   net.conns[#net.conns + 1] = conn
   self.conn = conn
   return 1
+end
+
+-- A handshake succeeds against a server listening with tls; the options
+-- are recorded for the spec to look at.
+function Sock:sslhandshake(opts)
+  local net = self.net
+  net.handshakes = net.handshakes or {}
+  net.handshakes[#net.handshakes + 1] = opts
+  if not (net.tls and net.tls[self.conn.addr]) then
+    self.conn = nil
+    return nil, "wrong version number"
+  end
+  self.conn.tls = true
+  return true
+end
+
+function Sock:sslsession()
+  return self.conn and self.conn.tls and "session" .. self.conn.id or nil
 end
 
 function Sock:getreusedtimes()

@@ -15,6 +15,11 @@ local SAMPLE = { list = "h:1", size = "3k", int = "3", seconds = "3",
 -- A value of option o's kind that differs from its default.
 local function sample(o)
   if o[3] == "flag" then return o[4] and "0" or "1" end
+  if o[3] == "choice" then                      -- the last choice that is not the default
+    for i = #o[6], 1, -1 do
+      if o[6][i] ~= o[4] then return o[6][i] end
+    end
+  end
   return SAMPLE[o[3]]
 end
 
@@ -56,12 +61,16 @@ describe("owin.cli.parse #unit", function()
       assert.is_false(opts.version)
     end)
 
-    it("sets a value for every option in OPTIONS and nothing else", function()
+    it("sets a value for every option in OPTIONS that has a default, and nothing else", function()
       local opts = parse({})
       local names = {}
       for _, o in ipairs(cli.OPTIONS) do
         names[o[1]] = true
-        assert.is_not_nil(opts[o[1]], "no default for --" .. o[1])
+        if o[4] ~= nil or o[3] == "list" then
+          assert.is_not_nil(opts[o[1]], "no default for --" .. o[1])
+        else
+          assert.is_nil(opts[o[1]], "--" .. o[1] .. " has no default: unset")
+        end
       end
       for k in pairs(opts) do
         assert.is_true(names[k], "unexpected option key " .. tostring(k))
@@ -254,6 +263,13 @@ describe("owin.cli.parse #unit", function()
       assert.are.equal(9, opts["max-headers"])
     end)
 
+    it("refuse a choice not offered, naming those that are", function()
+      assert.equal("--tls-min-version expects 1.2 or 1.3, got '1.1'",
+        parse_error({ "--tls-min-version", "1.1" }))
+      assert.matches("OWINLUA_TLS_CLIENT_CERT", parse_error({}, { OWINLUA_TLS_CLIENT_CERT = "maybe" }),
+        1, true)
+    end)
+
     it("give errors that name the option and the variable", function()
       local err = parse_error({}, { OWINLUA_MAX_BODY = "lots" })
       assert.matches("--max-body", err, 1, true)
@@ -348,7 +364,7 @@ describe("owin.cli.usage #unit", function()
 
   it("shows each default", function()
     for _, o in ipairs(cli.OPTIONS) do
-      if o[3] ~= "flag" then
+      if o[3] ~= "flag" and o[4] ~= nil then
         assert.matches("(default: " .. tostring(o[4]) .. ")", text, 1, true)
       end
     end
@@ -369,7 +385,8 @@ describe("owin.cli.usage #unit: --listen", function()
   end)
 
   it("says what SIGHUP does without workers", function()
-    assert.matches("Without\n--workers or --reload, SIGHUP is logged and ignored.", text, 1, true)
+    assert.matches("Without\n--workers or --reload, SIGHUP reloads the TLS certificates and keys",
+      text, 1, true)
   end)
 end)
 

@@ -242,7 +242,14 @@ describe("the documentation #unit", function()
     it("does not speak of issues or sessions in " .. page, function()
       local hits = {}
       for _, word in ipairs({ "issue", "session" }) do
-        for _, h in ipairs(word_lines(page, word)) do hits[#hits + 1] = h end
+        for _, h in ipairs(word_lines(page, word)) do
+          -- a TLS session is the protocol's own word
+          local l = h:lower()
+          if not (word == "session" and (l:find("tls", 1, true) or l:find("ssl", 1, true) or
+              l:find("ticket", 1, true) or l:find("resum", 1, true) or l:find("handshake", 1, true))) then
+            hits[#hits + 1] = h
+          end
+        end
       end
       assert.same({}, hits)
     end)

@@ -516,11 +516,11 @@ describe("#unit owin.http", function()
       assert.equal(1, net.connects)                 -- drained and pooled every time
     end)
 
-    it("never to https", function()
+    it("to https, on a new connection with a TLS handshake", function()
       serve("127.0.0.1", 8080, redirect("301 Moved Permanently", "https://127.0.0.1/"))
       local res, err = http.request{ url = "http://127.0.0.1:8080/", redirects = 2 }
       assert.is_nil(res)
-      assert.equal("https is not supported yet (a redirect to https://127.0.0.1/)", err)
+      assert.equal("connection refused", err)       -- nothing on 443 here
     end)
 
     it("in stream mode too, draining the bodies it does not return", function()
@@ -534,9 +534,55 @@ describe("#unit owin.http", function()
     end)
   end)
 
+  describe("over TLS", function()
+    it("handshakes with verification, SNI and ALPN, pools by TLS settings and resumes", function()
+      local function serve_tls(port)
+        local function replies() return { response("200 OK", nil, "secret") } end
+        net:listen("127.0.0.1", port, function(raw, conn)
+          requests[#requests + 1] = parse_request(raw)
+          return replies(raw, conn)
+        end, true)
+      end
+      serve_tls(443)
+      local res = assert(http.request("https://127.0.0.1/x"))
+      assert.equal("secret", res.body)
+      assert.equal("127.0.0.1", requests[1].fields.host)   -- 443 is the default port
+      local hs = net.handshakes[1]
+      assert.same({ server_name = "127.0.0.1", verify = true, alpn = { "http/1.1" } },
+        { server_name = hs.server_name, verify = hs.verify, alpn = hs.alpn })
+      assert.is_nil(hs.reused_session)
+      -- the pooled connection is taken again: no second handshake
+      assert(http.request("https://127.0.0.1/y"))
+      assert.equal(1, #net.handshakes)
+      assert.equal(1, net.connects)
+      -- other TLS settings: another pool, a new connection that resumes
+      assert(http.request{ url = "https://127.0.0.1/z", verify = false })
+      assert.equal(2, #net.handshakes)
+      assert.is_false(net.handshakes[2].verify)
+      assert.equal(2, net.connects)
+      net:drop_idle()
+      assert(http.request{ url = "https://127.0.0.1/w", cafile = "/etc/ca.pem" })
+      assert.equal("/etc/ca.pem", net.handshakes[3].cafile)
+      serve_tls(8443)
+      assert(http.request("https://127.0.0.1:8443/"))
+      assert.equal("127.0.0.1:8443", requests[#requests].fields.host)
+    end)
+
+    it("raises on bad TLS options", function()
+      assert.has_error(function() http.request{ url = "https://127.0.0.1/", verify = "no" } end,
+        "bad argument #1 to 'request' (verify must be a boolean, got string)")
+      assert.has_error(function() http.request{ url = "https://127.0.0.1/", key = "k.pem" } end,
+        "bad argument #1 to 'request' (key without cert)")
+    end)
+  end)
+
   describe("fails with nil, err", function()
-    it("for https", function()
-      assert.same({ nil, "https is not supported yet" }, { http.request("https://127.0.0.1/") })
+    it("for https to a server that does not speak TLS", function()
+      assert.same({ nil, "connection refused" }, { http.request("https://127.0.0.1/") })
+      serve("127.0.0.1", 443, function() return { response("200 OK", nil, "plain") } end)
+      local res, err = http.request("https://127.0.0.1/")
+      assert.is_nil(res)
+      assert.matches("^wrong version number", err)
     end)
 
     it("with the socket's errors", function()

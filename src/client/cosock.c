@@ -32,6 +32,7 @@
 
 #include "client/client.h"
 #include "net/tcp.h"
+#include "net/tls.h"
 
 
 #define OWL_TCP_T "owin.TCP"
@@ -46,7 +47,10 @@ typedef struct owl_csock owl_csock_t;
 typedef struct tcp_ud tcp_ud_t;
 
 struct owl_csock {
-  owl_tcp_t tcp;                    /* first: the transport is the socket */
+  owl_tcp_t tcp;                    /* the socket */
+  owl_transport_t *tp;              /* what bytes go through: &tcp.t, or TLS */
+  owl_tls_t *tls;                   /* after sslhandshake */
+  int hs_status;                    /* the handshake's outcome, 1: under way */
   uv_timer_t rtimer, wtimer;        /* the reader's and writer's timeouts; the
                                        idle timeout while pooled */
   owl_buf_t in;                     /* received, not yet returned */
@@ -70,6 +74,7 @@ struct owl_csock {
   unsigned wtimedout : 1;
   unsigned writing : 1;
   unsigned pooled : 1;
+  unsigned no_session : 1;          /* sslhandshake(false, ...): true, not a session */
 };
 
 struct tcp_ud {
@@ -109,7 +114,7 @@ static void on_handle_closed (owl_csock_t *s) {
 
 
 static void on_tcp_closed (owl_transport_t *t) {
-  on_handle_closed((owl_csock_t *)t);
+  on_handle_closed(t->owner);
 }
 
 
@@ -172,7 +177,7 @@ static void csock_close (owl_csock_t *s) {
   }
   uv_timer_stop(&s->rtimer);
   uv_timer_stop(&s->wtimer);
-  s->tcp.t.vt->close(&s->tcp.t);
+  s->tp->vt->close(s->tp);
   uv_close((uv_handle_t *)&s->rtimer, on_timer_closed);
   uv_close((uv_handle_t *)&s->wtimer, on_timer_closed);
   pool_t *p = s->pool;
@@ -218,7 +223,7 @@ static void wake_writer (owl_csock_t *s) {
 
 
 static void on_read (owl_transport_t *t, ssize_t n, char *p) {
-  owl_csock_t *s = (owl_csock_t *)t;
+  owl_csock_t *s = t->owner;
   if (s->pooled) {                          /* the peer spoke or left: drop it */
     csock_close(s);
     return;
@@ -242,7 +247,7 @@ static void on_read (owl_transport_t *t, ssize_t n, char *p) {
 
 
 static void on_written (owl_transport_t *t, int status) {
-  owl_csock_t *s = (owl_csock_t *)t;
+  owl_csock_t *s = t->owner;
   s->writing = 0;
   if (status < 0 && s->werr == 0)
     s->werr = status;
@@ -272,7 +277,7 @@ static void on_wtimer (uv_timer_t *tm) {
 /* Starts reading if it is off and the input has room. */
 static void want_input (owl_csock_t *s) {
   if (!s->reading && s->err == 0 && s->connected && s->in.len < IN_HIGH) {
-    int e = s->tcp.t.vt->read_start(&s->tcp.t);
+    int e = s->tp->vt->read_start(s->tp);
     if (e)
       s->err = e;
     else
@@ -738,6 +743,7 @@ static int tcp_connect_addr (lua_State *L) {
     free(creq);
     return luaL_error(L, "not enough memory");
   }
+  s->tp = &s->tcp.t;
   s->tcp.t.owner = s;
   s->tcp.t.on_read = on_read;
   s->tcp.t.on_written = on_written;
@@ -873,7 +879,7 @@ static int tcp_send (lua_State *L) {
   const char *d = p + i - 1;
   size_t n = (size_t)(j - i + 1);
   uv_buf_t b = uv_buf_init((char *)d, (unsigned)n);
-  int w = s->tcp.t.vt->try_write(&s->tcp.t, &b, 1);
+  int w = s->tp->vt->try_write(s->tp, &b, 1);
   if (w < 0) {
     s->werr = w;
     csock_close(s);
@@ -889,7 +895,7 @@ static int tcp_send (lua_State *L) {
   if (owl_buf_append(&s->out, d + w, n - (size_t)w))
     return luaL_error(L, "not enough memory");
   uv_buf_t rest = uv_buf_init(s->out.base, (unsigned)s->out.len);
-  int e = s->tcp.t.vt->write(&s->tcp.t, &rest, 1);
+  int e = s->tp->vt->write(s->tp, &rest, 1);
   if (e) {
     csock_close(s);
     lua_pushnil(L);
@@ -1278,6 +1284,285 @@ static int tcp_getreusedtimes (lua_State *L) {
 /* }====== */
 
 
+/* {====== TLS (sslhandshake) */
+
+#define OWL_SESSION_T "owin.SSLSession"
+
+/* The client contexts made so far, one per set of settings. */
+typedef struct client_ctx {
+  struct client_ctx *next;
+  owl_tls_ctx_t *ctx;
+  char key[];
+} client_ctx_t;
+
+static client_ctx_t *client_ctxs;
+
+
+static owl_tls_ctx_t *client_ctx (const owl_tls_client_opts_t *o, char *err, size_t errlen) {
+  char key[3 * 1024];
+  int n = snprintf(key, sizeof key, "%d\n%s\n%s\n%s", o->verify, o->cafile ? o->cafile : "",
+                   o->cert ? o->cert : "", o->key ? o->key : "");
+  if (n < 0 || (size_t)n >= sizeof key) {
+    snprintf(err, errlen, "file names too long");
+    return NULL;
+  }
+  for (client_ctx_t *c = client_ctxs; c != NULL; c = c->next)
+    if (strcmp(c->key, key) == 0)
+      return c->ctx;
+  owl_tls_ctx_t *ctx = owl_tls_client_ctx(o, err, errlen);
+  if (ctx == NULL)
+    return NULL;
+  client_ctx_t *c = malloc(sizeof *c + (size_t)n + 1);
+  if (c == NULL) {
+    owl_tls_ctx_unref(ctx);
+    snprintf(err, errlen, "not enough memory");
+    return NULL;
+  }
+  memcpy(c->key, key, (size_t)n + 1);
+  c->ctx = ctx;
+  c->next = client_ctxs;
+  client_ctxs = c;
+  return ctx;
+}
+
+
+/* A session object for reused_session, or true when there is none yet. */
+static int push_session (lua_State *L, void *sess) {
+  if (sess == NULL) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  void **ud = lua_newuserdatauv(L, sizeof *ud, 0);
+  *ud = sess;
+  luaL_setmetatable(L, OWL_SESSION_T);
+  return 1;
+}
+
+
+static int session_gc (lua_State *L) {
+  void **ud = luaL_checkudata(L, 1, OWL_SESSION_T);
+  owl_tls_session_free(*ud);
+  *ud = NULL;
+  return 0;
+}
+
+
+static int session_tostring (lua_State *L) {
+  lua_pushfstring(L, "owin.SSLSession: %p", lua_touserdata(L, 1));
+  return 1;
+}
+
+
+static void on_handshake (owl_tls_t *tls, int status) {
+  owl_csock_t *s = owl_tls_data(tls);
+  s->hs_status = status;
+  wake_reader(s);
+}
+
+
+static int handshake_k (lua_State *L, int status, lua_KContext ctx) {
+  tcp_ud_t *u = checkud(L);
+  owl_csock_t *s = (owl_csock_t *)ctx;
+  owl_task_t *t = owl_task_of(L);
+  (void)status;
+  if (u->s != s) {                          /* closed meanwhile */
+    if (t && owl_task_cancelled(t))
+      return owl_push_cancelled(L);
+    return fail(L, "closed");
+  }
+  if (t && owl_task_cancelled(t)) {
+    csock_close(s);
+    return owl_push_cancelled(L);
+  }
+  if (s->hs_status == 1) {
+    if (s->rtimedout) {
+      s->rtimedout = 0;
+      csock_close(s);
+      return fail(L, "timeout");
+    }
+    return wait_read(L, t, s, u->ct, ctx, handshake_k);
+  }
+  if (s->hs_status != 0) {
+    char msg[200];
+    const char *e = owl_tls_error(s->tls);
+    snprintf(msg, sizeof msg, "%s", *e ? e : errtext(s->hs_status));
+    csock_close(s);
+    return fail(L, msg);
+  }
+  s->rtimedout = 0;
+  want_input(s);
+  if (s->no_session) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  return push_session(L, owl_tls_session(s->tls));
+}
+
+
+/* The ALPN list of the table at i, in the wire format, into out. */
+static size_t alpn_wire (lua_State *L, int i, unsigned char *out, size_t cap) {
+  size_t n = 0;
+  for (lua_Integer k = 1; lua_rawgeti(L, i, k) != LUA_TNIL; k++) {
+    size_t len;
+    const char *p = lua_tolstring(L, -1, &len);
+    if (p == NULL || len == 0 || len > 255 || n + 1 + len > cap)
+      luaL_error(L, "alpn: protocol names of 1 to 255 bytes expected");
+    out[n++] = (unsigned char)len;
+    memcpy(out + n, p, len);
+    n += len;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return n;
+}
+
+
+static const char *optstr (lua_State *L, int t, const char *k) {
+  lua_getfield(L, t, k);
+  const char *v = luaL_optstring(L, -1, NULL);
+  lua_pop(L, 1);                            /* a string of the table's */
+  return v;
+}
+
+
+/*
+** sock:sslhandshake{ server_name =, verify = true, cafile =, cert =, key =,
+** alpn = {...}, reused_session = } or OpenResty's
+** sock:sslhandshake(reused_session, server_name, verify) -> a session (or
+** true), or nil, err.  Verification is on unless verify is false; it needs
+** server_name.  A connection taken from the pool keeps its TLS: nothing to
+** do then.
+*/
+static int tcp_sslhandshake (lua_State *L) {
+  tcp_ud_t *u = checkud(L);
+  owl_task_t *t = owl_task_check(L, "sslhandshake");
+  owl_tls_client_opts_t o = { 1, NULL, NULL, NULL };
+  const char *name = NULL;
+  void *sess = NULL;
+  int want_session = 1;
+  unsigned char alpn[512];
+  size_t alpn_len = 0;
+  int si = 2;                               /* where reused_session is */
+  if (lua_istable(L, 2)) {
+    name = optstr(L, 2, "server_name");
+    o.cafile = optstr(L, 2, "cafile");
+    o.cert = optstr(L, 2, "cert");
+    o.key = optstr(L, 2, "key");
+    if (lua_getfield(L, 2, "verify") != LUA_TNIL)
+      o.verify = lua_toboolean(L, -1);
+    if (lua_getfield(L, 2, "alpn") == LUA_TTABLE)
+      alpn_len = alpn_wire(L, lua_gettop(L), alpn, sizeof alpn);
+    else if (!lua_isnil(L, -1))
+      luaL_argerror(L, 2, "alpn: a list of protocol names expected");
+    lua_getfield(L, 2, "reused_session");
+    si = lua_gettop(L);
+  }
+  else {
+    name = luaL_optstring(L, 3, NULL);
+    if (!lua_isnoneornil(L, 4))
+      o.verify = lua_toboolean(L, 4);
+  }
+  if (lua_type(L, si) == LUA_TUSERDATA)
+    sess = *(void **)luaL_checkudata(L, si, OWL_SESSION_T);
+  else if (lua_type(L, si) == LUA_TBOOLEAN && !lua_toboolean(L, si))
+    want_session = 0;
+  else if (!lua_isnoneornil(L, si))
+    return luaL_argerror(L, 2, "reused_session: a session, false or nil expected");
+  if (o.verify && (name == NULL || *name == 0))
+    return luaL_argerror(L, 2, "server_name is needed to verify the certificate "
+                         "(or verify = false)");
+  if (o.key != NULL && o.cert == NULL)
+    return luaL_argerror(L, 2, "key without cert");
+  int ret;
+  owl_csock_t *s = usable(L, u, t, &ret);
+  if (s == NULL)
+    return ret;
+  if (s->tls != NULL) {                     /* from the pool, or done before */
+    if (s->hs_status != 0)
+      return fail(L, "socket busy reading");
+    if (!want_session) {
+      lua_pushboolean(L, 1);
+      return 1;
+    }
+    return push_session(L, owl_tls_session(s->tls));
+  }
+  if (!s->connected)
+    return fail(L, "closed");
+  if (s->reader || s->writer || s->writing)
+    return fail(L, s->reader ? "socket busy reading" : "socket busy writing");
+  if (s->in.len > 0 || s->err) {
+    csock_close(s);
+    return fail(L, "bytes arrived before the TLS handshake: closed");
+  }
+  char err[300];
+  owl_tls_ctx_t *ctx = client_ctx(&o, err, sizeof err);
+  if (ctx == NULL)
+    return fail(L, err);
+  if (s->reading) {
+    s->tcp.t.vt->read_stop(&s->tcp.t);
+    s->reading = 0;
+  }
+  owl_tls_t *tls = owl_tls_new(ctx, &s->tcp.t, owl_srv.loop);
+  if (tls == NULL)
+    return luaL_error(L, "not enough memory");
+  owl_transport_t *tp = owl_tls_transport(tls);
+  tp->owner = s;
+  tp->on_read = on_read;
+  tp->on_written = on_written;
+  tp->on_closed = on_tcp_closed;
+  s->tp = tp;
+  s->tls = tls;
+  s->hs_status = 1;
+  s->no_session = !want_session;
+  if (owl_tls_connect(tls, name, alpn, alpn_len, sess, on_handshake, s)) {
+    csock_close(s);
+    return fail(L, "bad server_name");
+  }
+  if (s->hs_status == 1)
+    return wait_read(L, t, s, u->ct, (lua_KContext)s, handshake_k);
+  return handshake_k(L, 0, (lua_KContext)s);
+}
+
+
+/* sock:sslsession() -> the newest session of a TLS connection (under TLS
+** 1.3 the server sends it after the handshake), or nil */
+static int tcp_sslsession (lua_State *L) {
+  tcp_ud_t *u = checkud(L);
+  void *sess = u->s && u->s->tls ? owl_tls_session(u->s->tls) : NULL;
+  if (sess == NULL) {
+    lua_pushnil(L);
+    return 1;
+  }
+  return push_session(L, sess);
+}
+
+
+/* sock:sslinfo() -> { version =, cipher =, alpn =, reused = } or nil */
+static int tcp_sslinfo (lua_State *L) {
+  tcp_ud_t *u = checkud(L);
+  if (u->s == NULL || u->s->tls == NULL || !owl_tls_done(u->s->tls)) {
+    lua_pushnil(L);
+    return 1;
+  }
+  owl_tls_t *tls = u->s->tls;
+  size_t n;
+  const char *alpn = owl_tls_alpn(tls, &n);
+  lua_createtable(L, 0, 4);
+  lua_pushstring(L, owl_tls_version(tls));
+  lua_setfield(L, -2, "version");
+  lua_pushstring(L, owl_tls_cipher(tls));
+  lua_setfield(L, -2, "cipher");
+  if (alpn != NULL) {
+    lua_pushlstring(L, alpn, n);
+    lua_setfield(L, -2, "alpn");
+  }
+  lua_pushboolean(L, owl_tls_reused(tls));
+  lua_setfield(L, -2, "reused");
+  return 1;
+}
+/* }====== */
+
+
 /* {====== options and addresses */
 
 /* sock:setoption("tcp-nodelay" | "keepalive" | "reuseaddr", bool) */
@@ -1316,7 +1601,7 @@ static int name_of (lua_State *L, int peer) {
   tcp_ud_t *u = checkud(L);
   if (u->s == NULL || !u->s->connected)
     return fail(L, "closed");
-  owl_transport_t *t = &u->s->tcp.t;
+  owl_transport_t *t = u->s->tp;
   if (t->is_pipe) {
     char path[256];
     size_t n = sizeof path;
@@ -1359,13 +1644,13 @@ static int tcp_shutdown (lua_State *L) {
     return fail(L, "closed");
   if (how != 1) {                           /* no more reading */
     if (s->reading)
-      s->tcp.t.vt->read_stop(&s->tcp.t);
+      s->tp->vt->read_stop(s->tp);
     s->reading = 0;
     if (s->err == 0)
       s->err = UV_EOF;
   }
   if (how != 2) {
-    int err = s->tcp.t.vt->shutdown(&s->tcp.t);
+    int err = s->tp->vt->shutdown(s->tp);
     if (err)
       return fail(L, uv_strerror(err));
   }
@@ -1394,8 +1679,13 @@ void owl_open_cosock (lua_State *L) {
     {"shutdown", tcp_shutdown},
     {"close", tcp_close},
     {"share", tcp_share},
+    {"sslhandshake", tcp_sslhandshake},
+    {"sslsession", tcp_sslsession},
+    {"sslinfo", tcp_sslinfo},
     {NULL, NULL}
   };
+  static const luaL_Reg no_methods[] = { {NULL, NULL} };
+  owl_newclass(L, OWL_SESSION_T, no_methods, session_tostring, session_gc);
   owl_newclass(L, OWL_TCP_T, methods, tcp_tostring, tcp_gc);
   lua_pushcfunction(L, l_tcp);
   lua_setfield(L, -2, "tcp");
@@ -1417,4 +1707,10 @@ void owl_cosock_teardown (void) {
     free(p);
   }
   pools = NULL;
+  for (client_ctx_t *c = client_ctxs, *next; c != NULL; c = next) {
+    next = c->next;
+    owl_tls_ctx_unref(c->ctx);
+    free(c);
+  }
+  client_ctxs = NULL;
 }

@@ -355,6 +355,39 @@ function methods.shutdown(obj, how)
   return 1
 end
 
+-- sock:sslhandshake(opts | reused_session, server_name, verify): the fakes
+-- carry no TLS.  Against a peer made with { tls = true } the handshake
+-- succeeds at once (no certificate is checked) and returns true; against
+-- any other it fails as a real one would against a plain server.
+function methods.sslhandshake(obj, opts)
+  checkobj(obj)
+  if opts ~= nil and type(opts) ~= "table" and type(opts) ~= "boolean" and
+     type(opts) ~= "userdata" then
+    argerror(2, "table of options expected, got " .. type(opts))
+  end
+  local s = obj.s
+  if s == nil then return nil, "closed" end
+  if not s.tls_peer then
+    close_end(s)
+    return nil, "wrong version number (owin.test: the peer was not made with tls = true)"
+  end
+  s.tls = true
+  return true
+end
+
+-- sock:sslsession() -> nil: the fakes keep no sessions
+function methods.sslsession(obj)
+  checkobj(obj)
+  return nil
+end
+
+-- sock:sslinfo() -> what a fake handshake agreed, or nil
+function methods.sslinfo(obj)
+  checkobj(obj)
+  if obj.s == nil or not obj.s.tls then return nil end
+  return { version = "owin.test", cipher = "none", reused = false }
+end
+
 -- sock:getreusedtimes() -> how often the connection came from the pool
 function methods.getreusedtimes(obj)
   checkobj(obj)
@@ -736,6 +769,7 @@ local function accept(obj, peer, task)
   end
   a.pool = obj.slot                         -- the slot is the connection's now
   obj.slot = nil
+  a.tls_peer = peer.tls
   attach(obj, a, task)
   b.peer = peer
   peer.conns[#peer.conns + 1] = b
@@ -885,7 +919,8 @@ end
 -- client:peer(address, handler [, opts]) -> peer: connects to address
 -- ("IP:port", "[IPv6]:port" or "unix:/path") run handler(sock) as a task
 -- per connection.  opts.delay: virtual seconds a connect takes (math.huge:
--- it never completes, so connects time out).
+-- it never completes, so connects time out); opts.tls: the peer accepts
+-- sslhandshake (the fakes carry no TLS: see methods.sslhandshake).
 function M.peer(client, address, handler, opts)
   if type(address) ~= "string" then
     raise("owin.test: client:peer: the address is \"IP:port\", \"[IPv6]:port\" or " ..
@@ -909,17 +944,23 @@ function M.peer(client, address, handler, opts)
   if type(handler) ~= "function" then
     raise("owin.test: client:peer: the handler is a function(sock), got " .. type(handler))
   end
-  local delay = 0
+  local delay, tls = 0, false
   for k, v in pairs(opts or {}) do
-    if k ~= "delay" then raise("owin.test: client:peer: unknown option '" .. tostring(k) .. "'") end
-    if type(v) ~= "number" or v < 0 then
+    if k == "tls" then
+      if type(v) ~= "boolean" then raise("owin.test: client:peer: tls is a boolean") end
+      tls = v
+    elseif k ~= "delay" then
+      raise("owin.test: client:peer: unknown option '" .. tostring(k) .. "'")
+    elseif type(v) ~= "number" or v < 0 then
       raise("owin.test: client:peer: delay is a number of seconds from 0")
+    else
+      delay = v
     end
-    delay = v
   end
   if client.peers[key] then raise("owin.test: a peer already listens on " .. address) end
   local peer = setmetatable({ client = client, address = address, key = key, ip = ip, port = port,
-                              path = path, handler = handler, delay = delay, accepted = 0,
+                              path = path, handler = handler, delay = delay, tls = tls,
+                              accepted = 0,
                               conns = {} }, Peer)
   client.peers[key] = peer
   return peer
