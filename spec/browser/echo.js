@@ -3,6 +3,10 @@
 // playwright-core (which never downloads a browser of its own).
 //
 //   node spec/browser/echo.js PORT        (owinlua apps/echo.lua serving on PORT)
+//   node spec/browser/echo.js PORT https HOME
+//                                         (the same over TLS: https://localhost,
+//                                          wss; HOME holds .pki/nssdb, an NSS
+//                                          database that trusts the server's CA)
 //
 // Opens http://127.0.0.1:PORT/echo.html, waits for its WebSocket to open,
 // sends a text and a binary message through the page's buttons and waits
@@ -32,8 +36,8 @@ function finish(code) {
   process.exit(code);
 }
 
-async function run(port) {
-  const url = `http://127.0.0.1:${port}/echo.html`;
+async function run(port, tls, home) {
+  const url = tls ? `https://localhost:${port}/echo.html` : `http://127.0.0.1:${port}/echo.html`;
   result.url = url;
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), "owinlua-chromium-"));
   let context;
@@ -44,6 +48,9 @@ async function run(port) {
       executablePath: CHROMIUM,
       headless: true,
       timeout: STEP_MS,
+      // Chromium on Linux trusts the CAs of $HOME/.pki/nssdb besides the
+      // system's: certificate errors are not ignored, the spec's CA is trusted
+      env: home ? { ...process.env, HOME: home } : process.env,
       args: [
         "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
         "--no-first-run", "--disable-background-networking",
@@ -59,6 +66,11 @@ async function run(port) {
 
     const res = await page.goto(url);
     result.status = res && res.status();
+    if (tls) {
+      result.tls = res && await res.securityDetails().then((d) => d && {
+        protocol: d.protocol(), issuer: d.issuer() }).catch(() => null);
+      result.ws = await page.evaluate(() => ws && ws.url).catch(() => null);
+    }
     await page.waitForSelector('body[data-state="open"]');
     result.connected_ms = ms();
 
@@ -84,14 +96,15 @@ async function run(port) {
 }
 
 const port = Number(process.argv[2]);
-if (!Number.isInteger(port) || port <= 0 || port > 65535) {
-  result.error = "usage: node echo.js PORT";
+const tls = process.argv[3] === "https";
+if (!Number.isInteger(port) || port <= 0 || port > 65535 || (tls && !process.argv[4])) {
+  result.error = "usage: node echo.js PORT [https HOME]";
   finish(2);
 }
 setTimeout(() => {
   result.error = `no result within ${DEADLINE_MS} ms`;
   finish(1);                              // exiting ends the browser's pipe too
 }, DEADLINE_MS).unref();
-run(port).then(
+run(port, tls, process.argv[4]).then(
   () => finish(result.ok ? 0 : 1),
   (e) => { result.error = String(e && e.message || e).split("\n")[0]; finish(1); });

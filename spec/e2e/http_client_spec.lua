@@ -204,7 +204,7 @@ describe("owin.http #e2e", function()
       assert.matches("^false .*header X has a CR, LF or control byte in its value", m[3])
       local e = call("/errors")
       assert.equal("nil connection refused", e[1])
-      assert.equal("nil https is not supported yet", e[2])
+      assert.equal("nil wrong version number", e[2])       -- https to a plain server
       assert.equal("nil host not found: no-such-host.invalid", e[3])
     end)
   end)

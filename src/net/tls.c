@@ -79,17 +79,46 @@ struct owl_tls_ctx {
 static int init_once (void);
 
 
-static void set_err (char *err, size_t errlen, const char *what, const char *file) {
-  unsigned long e = ERR_peek_last_error();
-  char reason[200] = "";
-  if (e != 0) {
-    const char *r = ERR_reason_error_string(e);
-    snprintf(reason, sizeof reason, ": %s", r ? r : "unknown error");
+/* Is e OpenSSL's way of saying the passphrase was wrong or missing? */
+static int password_error (unsigned long e) {
+  int lib = ERR_GET_LIB(e), why = ERR_GET_REASON(e);
+  return (lib == ERR_LIB_EVP && why == EVP_R_BAD_DECRYPT) ||
+         (lib == ERR_LIB_PEM && (why == PEM_R_BAD_DECRYPT || why == PEM_R_BAD_PASSWORD_READ ||
+                                 why == PEM_R_PROBLEMS_GETTING_PASSWORD));
+}
+
+
+/*
+** OpenSSL's errors, the root cause first: the oldest entry in the queue (a
+** file that does not open is the system's error), into reason; whether any
+** entry says the passphrase was wrong.  Empties the queue.
+*/
+static int drain_errors (char *reason, size_t len) {
+  unsigned long e, first = 0;
+  int pw = 0;
+  while ((e = ERR_get_error()) != 0) {
+    if (first == 0)
+      first = e;
+    pw |= password_error(e);
   }
-  if (ERR_GET_LIB(e) == ERR_LIB_SYS)
-    snprintf(reason, sizeof reason, ": %s", strerror(ERR_GET_REASON(e)));
-  snprintf(err, errlen, "%s%s%s%s", what, file ? " " : "", file ? file : "", reason);
-  ERR_clear_error();
+  reason[0] = 0;
+  if (first == 0)
+    return pw;
+  if (ERR_SYSTEM_ERROR(first))
+    snprintf(reason, len, "%s", strerror(ERR_GET_REASON(first)));
+  else {
+    const char *r = ERR_reason_error_string(first);
+    snprintf(reason, len, "%s", r ? r : "unknown error");
+  }
+  return pw;
+}
+
+
+static void set_err (char *err, size_t errlen, const char *what, const char *file) {
+  char reason[200];
+  drain_errors(reason, sizeof reason);
+  snprintf(err, errlen, "%s%s%s%s%s", what, file ? " " : "", file ? file : "",
+           reason[0] ? ": " : "", reason);
 }
 
 
@@ -285,6 +314,40 @@ static int servername_cb (SSL *ssl, int *alert, void *arg) {
 }
 
 
+/*
+** A session is resumed only under the name it was made for (RFC 6066
+** section 3): a ticket of another name, or of none, gets a full handshake.
+*/
+static const char *client_sni (SSL *ssl);
+
+static SSL_TICKET_RETURN ticket_decrypted (SSL *ssl, SSL_SESSION *sess,
+                                           const unsigned char *keyname, size_t keyname_len,
+                                           SSL_TICKET_STATUS status, void *arg) {
+  (void)keyname; (void)keyname_len; (void)arg;
+  switch (status) {
+    case SSL_TICKET_SUCCESS:
+    case SSL_TICKET_SUCCESS_RENEW: {
+      /* TLS 1.2 decrypts tickets before it reads the SNI extension: the
+      ** name comes from the ClientHello as client_hello_cb kept it */
+      const char *was = SSL_SESSION_get0_hostname(sess);
+      const char *now = client_sni(ssl);
+      if ((was == NULL) != (now == NULL) || (was != NULL && strcasecmp(was, now) != 0))
+        return SSL_TICKET_RETURN_IGNORE_RENEW;
+      return status == SSL_TICKET_SUCCESS ? SSL_TICKET_RETURN_USE
+                                          : SSL_TICKET_RETURN_USE_RENEW;
+    }
+    case SSL_TICKET_EMPTY:
+    case SSL_TICKET_NO_DECRYPT:
+      return SSL_TICKET_RETURN_IGNORE_RENEW;
+    default:
+      return SSL_TICKET_RETURN_ABORT;
+  }
+}
+
+
+static int client_hello_cb (SSL *ssl, int *alert, void *arg);
+
+
 /* Optional client certificates: the handshake goes on whatever the
 ** verification says; the env reports the error. */
 static int verify_optional (int ok, X509_STORE_CTX *x) {
@@ -377,6 +440,8 @@ static SSL_CTX *server_ssl_ctx (owl_tls_ctx_t *ctx, const owl_tls_server_opts_t 
   SSL_CTX_set_session_id_context(c, sid_ctx, sizeof sid_ctx - 1);
   SSL_CTX_set_timeout(c, TICKET_PERIOD);
   SSL_CTX_set_tlsext_ticket_key_evp_cb(c, ticket_cb);
+  SSL_CTX_set_session_ticket_cb(c, NULL, ticket_decrypted, NULL);
+  SSL_CTX_set_client_hello_cb(c, client_hello_cb, NULL);
   SSL_CTX_set_alpn_select_cb(c, alpn_select, NULL);
   SSL_CTX_set_tlsext_servername_callback(c, servername_cb);
   SSL_CTX_set_tlsext_servername_arg(c, ctx);
@@ -392,19 +457,19 @@ static SSL_CTX *server_ssl_ctx (owl_tls_ctx_t *ctx, const owl_tls_server_opts_t 
     goto fail;
   }
   if (SSL_CTX_use_PrivateKey_file(c, key, SSL_FILETYPE_PEM) != 1) {
-    unsigned long e = ERR_peek_last_error();
-    int why = ERR_GET_REASON(e);
-    if (why == EVP_R_BAD_DECRYPT || why == PEM_R_BAD_PASSWORD_READ || why == PEM_R_BAD_DECRYPT ||
-        why == PEM_R_PROBLEMS_GETTING_PASSWORD) {
-      ERR_clear_error();
-      if (pw != NULL)
-        snprintf(err, errlen, "wrong passphrase for the TLS key %s", key);
+    char reason[200];
+    if (!drain_errors(reason, sizeof reason)) {
+      if (strcmp(reason, "key values mismatch") == 0)
+        snprintf(err, errlen, "the TLS key %s does not match the certificate %s", key, cert);
       else
-        snprintf(err, errlen, "the TLS key %s is encrypted: give its passphrase with "
-                 "--tls-password-file", key);
+        snprintf(err, errlen, "cannot load the TLS key %s%s%s", key, reason[0] ? ": " : "",
+                 reason);
     }
+    else if (pw != NULL)
+      snprintf(err, errlen, "wrong passphrase for the TLS key %s", key);
     else
-      set_err(err, errlen, "cannot load the TLS key", key);
+      snprintf(err, errlen, "the TLS key %s is encrypted: give its passphrase with "
+               "--tls-password-file", key);
     goto fail;
   }
   if (SSL_CTX_check_private_key(c) != 1) {
@@ -603,6 +668,7 @@ struct owl_tls {
   void (*hs_cb) (owl_tls_t *s, int status);
   void *data;
   void *session;                /* client: the newest session (counted) */
+  char *sni;                    /* server: the ClientHello's name, during the handshake */
   owl_tls_t *pump_next;         /* on the pump list */
   char err[160];
   unsigned want_read : 1;       /* the owner reads */
@@ -627,7 +693,7 @@ static char plain[PLAIN_MAX];
 
 static void process (owl_tls_t *s);
 static void lower_flush (owl_tls_t *s);
-static void owner_written (owl_tls_t *s);
+static void progress (owl_tls_t *s);
 
 
 /* {------ the BIO */
@@ -722,7 +788,7 @@ static void on_pump (uv_idle_t *h) {
     pump_remove(s);
     s->rin = NULL;
     s->rn = 0;
-    owner_written(s);
+    progress(s);
     process(s);
   }
 }
@@ -815,6 +881,8 @@ static void handshake (owl_tls_t *s) {
   lower_flush(s);
   if (r == 1) {
     s->hs_done = 1;
+    free(s->sni);
+    s->sni = NULL;
     if (s->hs_cb != NULL) {
       void (*cb) (owl_tls_t *, int) = s->hs_cb;
       s->hs_cb = NULL;
@@ -864,8 +932,11 @@ static void deliver (owl_tls_t *s) {
 static void process (owl_tls_t *s) {
   if (s->closing || s->failed)
     return;
-  if (!s->hs_done)
+  if (!s->hs_done) {
     handshake(s);
+    if (s->hs_done)
+      progress(s);                  /* an answer queued before the handshake */
+  }
   if (s->hs_done) {
     deliver(s);
     lower_flush(s);                 /* tickets, alerts, key updates */
@@ -1012,10 +1083,6 @@ static int start_owner_write (owl_tls_t *s) {
   if (err)
     return err;
   s->owner_write = 2;
-  if (s->wq.len == 0 && !s->flying) {
-    pump_add(s);                    /* nothing to wait for: tell it soon */
-    return 0;
-  }
   lower_flush(s);
   return 0;
 }
@@ -1030,8 +1097,14 @@ static int tls_write (owl_transport_t *t, const uv_buf_t *b, unsigned nb) {
   memcpy(s->pend, b, nb * sizeof *b);
   s->npend = nb;
   s->owner_write = 1;
-  if (s->hs_done && !s->flying)
-    return start_owner_write(s);
+  if (s->hs_done && !s->flying && s->wq.len == 0) {
+    int err = start_owner_write(s);
+    if (err)
+      s->owner_write = 0;
+    else if (!s->flying)
+      pump_add(s);                  /* all written at once: tell it soon */
+    return err;
+  }
   return 0;
 }
 
@@ -1042,6 +1115,33 @@ static void owner_written (owl_tls_t *s) {
     s->owner_write = 0;
     s->t.on_written(&s->t, 0);
   }
+}
+
+
+/*
+** Moves the output on when nothing is in flight below: what OpenSSL wrote,
+** then the owner's queued write, then its completion.  From callbacks only
+** (never inside a call of the owner's).
+*/
+static void progress (owl_tls_t *s) {
+  if (s->flying || s->closing || s->failed)
+    return;
+  if (s->wq.len > 0) {
+    lower_flush(s);
+    if (s->flying || s->failed)
+      return;
+  }
+  if (s->owner_write == 1 && s->hs_done) {
+    int err = start_owner_write(s);
+    if (err) {
+      s->owner_write = 0;
+      s->t.on_written(&s->t, err);
+      return;
+    }
+    if (s->flying)
+      return;
+  }
+  owner_written(s);
 }
 
 
@@ -1059,19 +1159,9 @@ static void on_lower_written (owl_transport_t *lower, int status) {
     }
     return;
   }
-  if (s->wfly.cap > 64 * 1024)      /* a large batch went: keep no big buffer */
+  if (s->wq.len == 0)               /* idle below: keep no buffer */
     owl_buf_free(&s->wfly);
-  if (s->wq.len > 0)
-    lower_flush(s);
-  else if (s->owner_write == 1 && s->hs_done) {
-    int err = start_owner_write(s);
-    if (err) {
-      s->owner_write = 0;
-      s->t.on_written(&s->t, err);
-    }
-    return;
-  }
-  owner_written(s);
+  progress(s);
 }
 /* }------ */
 
@@ -1117,6 +1207,7 @@ static void on_lower_closed (owl_transport_t *lower) {
   SSL_free(s->ssl);
   owl_tls_ctx_unref(s->ctx);
   owl_tls_session_free(s->session);
+  free(s->sni);
   owl_buf_free(&s->rkeep);
   owl_buf_free(&s->wq);
   owl_buf_free(&s->wfly);
@@ -1226,6 +1317,50 @@ int owl_tls_connect (owl_tls_t *s, const char *name, const unsigned char *alpn,
   if (!s->failed)
     lower_reading(s);
   return 0;
+}
+
+
+/*
+** Keeps the host name of the ClientHello's server_name extension (RFC 6066
+** section 3: a list of 2 bytes of length, then entries of a type byte, 0
+** for a host name, 2 bytes of length and the name) for ticket_decrypted.
+*/
+static int client_hello_cb (SSL *ssl, int *alert, void *arg) {
+  owl_tls_t *s = SSL_get_ex_data(ssl, ex_index);
+  const unsigned char *p;
+  size_t n;
+  (void)alert; (void)arg;
+  if (s == NULL || s->sni != NULL ||
+      !SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &n) || n < 2)
+    return SSL_CLIENT_HELLO_SUCCESS;
+  size_t list = (size_t)p[0] << 8 | p[1];
+  p += 2;
+  n -= 2;
+  if (list > n)
+    return SSL_CLIENT_HELLO_SUCCESS;    /* OpenSSL refuses it later */
+  while (list >= 3) {
+    size_t len = (size_t)p[1] << 8 | p[2];
+    if (len + 3 > list)
+      break;
+    if (p[0] == TLSEXT_NAMETYPE_host_name && len > 0 && len < 256 &&
+        memchr(p + 3, 0, len) == NULL) {
+      s->sni = malloc(len + 1);
+      if (s->sni != NULL) {
+        memcpy(s->sni, p + 3, len);
+        s->sni[len] = 0;
+      }
+      break;
+    }
+    p += 3 + len;
+    list -= 3 + len;
+  }
+  return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+
+static const char *client_sni (SSL *ssl) {
+  owl_tls_t *s = SSL_get_ex_data(ssl, ex_index);
+  return s ? s->sni : NULL;
 }
 
 
