@@ -67,8 +67,12 @@ async function run(port, tls, home) {
     const res = await page.goto(url);
     result.status = res && res.status();
     if (tls) {
-      result.tls = res && await res.securityDetails().then((d) => d && {
-        protocol: d.protocol(), issuer: d.issuer() }).catch(() => null);
+      // a secure context: the certificate was trusted, not clicked through;
+      // nextHopProtocol: what ALPN agreed on
+      result.tls = await page.evaluate(() => ({
+        secure: window.isSecureContext,
+        alpn: performance.getEntriesByType("navigation")[0].nextHopProtocol,
+      })).catch((e) => String(e));
       result.ws = await page.evaluate(() => ws && ws.url).catch(() => null);
     }
     await page.waitForSelector('body[data-state="open"]');
