@@ -6,10 +6,13 @@
 -- reported by the runner but allowed. Groups 1-7 run once more with the
 -- frames of a case sent in one write (--one-write): a valid message and a
 -- protocol violation read together must still be answered in order, the
--- echo before the close. The whole file runs in about 25 s.
+-- echo before the close. Then groups 1-7 and 12-13 again over TLS (wss,
+-- the spec's CA), where every frame goes through OpenSSL's records.  The
+-- whole file runs in about 40 s.
 --
 -- By hand: node tools/wsfuzz/wsfuzz.js --port PORT [--cases 6.4] [--verbose]
 local server = require("helpers.server")
+local tls = require("helpers.tls")
 
 local RUNNER = "tools/wsfuzz/wsfuzz.js"
 
@@ -85,4 +88,36 @@ describe("#e2e #wsfuzz WebSocket conformance (Autobahn-style)", function()
         "only " .. (s.ok + s.ns + s.info) .. " cases ran" .. detail)
     end)
   end
+
+  describe("over TLS (wss)", function()
+    local tsrv, pki
+
+    setup(function()
+      pki = tls.pki()
+      tsrv = server.start("apps/echo.lua", { "--ws-max-message", "16m", "--tls-cert",
+        pki.server_crt, "--tls-key", pki.server_key }, { listen = "https://127.0.0.1:0" })
+    end)
+
+    teardown(function()
+      if tsrv then assert.is_true(tsrv:stop()) end
+    end)
+
+    for _, g in ipairs({ groups[1], groups[2], groups[3], groups[5] }) do
+      local title, cases, at_least = g[1], g[2], g[3]
+      it(title, function()
+        if not have_node() then pending("node is not installed") return end
+        local out, code = wsfuzz(tsrv.port, cases, "--tls --servername localhost --ca " ..
+          server.shell_quote(pki.ca))
+        local s = summary(out)
+        assert(s, "no summary line from wsfuzz:\n" .. out)
+        local detail = "\n" .. not_ok(out)
+        assert.equal(0, s.failed, "FAILED cases:" .. detail)
+        assert.equal(0, s.unclean, "UNCLEAN cases:" .. detail)
+        assert.equal(0, s.ns, "NON-STRICT cases:" .. detail)
+        assert.equal(0, code, "wsfuzz exit status " .. tostring(code) .. detail)
+        assert.is_true(s.ok + s.ns + s.info >= at_least,
+          "only " .. (s.ok + s.ns + s.info) .. " cases ran" .. detail)
+      end)
+    end
+  end)
 end)

@@ -14,7 +14,8 @@
 //   UNCLEAN        the TCP connection ended without the close handshake where
 //                  one was required, or the server did not close it at all
 //
-// Usage: node wsfuzz.js --port PORT [--host H] [--cases 1,2,5.*] [--exclude ...]
+// Usage: node wsfuzz.js --port PORT [--host H] [--tls [--ca FILE] [--servername N]]
+//        [--cases 1,2,5.*] [--exclude ...]
 //        [--json FILE] [--timeout SEC] [--wait SEC] [--max-message SIZE]
 //        [--full] [--deflate required|optional] [--list] [--verbose]
 // Exit status: 0 iff no case is FAILED or UNCLEAN (2 on usage errors).
@@ -27,6 +28,7 @@
 'use strict';
 
 const net = require('net');
+const tls = require('tls');
 const zlib = require('zlib');
 const crypto = require('crypto');
 const fs = require('fs');
@@ -46,6 +48,9 @@ function usage(msg) {
   --host HOST            server address (default 127.0.0.1)
   --port PORT            server port (required unless --list)
   --path PATH            request target (default /)
+  --tls                  wss: TLS to the server, verified (--ca, --servername)
+  --ca FILE              PEM CA certificates to trust for --tls (default: Node's)
+  --servername NAME      the name to ask for and check (default: --host)
   --cases LIST           comma-separated ids or prefixes to run; * is a wildcard
                          ("1,2,5.*", "6.4", "9.1.1"); default all
   --exclude LIST         ids or prefixes to leave out (same syntax)
@@ -96,6 +101,9 @@ function parseArgs(argv) {
       case '--host': o.host = val(); break;
       case '--port': o.port = Number(val()); break;
       case '--path': o.path = val(); break;
+      case '--tls': o.tls = true; break;
+      case '--ca': o.ca = val(); break;
+      case '--servername': o.servername = val(); break;
       case '--cases': o.cases = val().split(',').map(s => s.trim()).filter(Boolean); break;
       case '--exclude': o.exclude = val().split(',').map(s => s.trim()).filter(Boolean); break;
       case '--json': o.json = val(); break;
@@ -489,7 +497,11 @@ class Conn {
     const cfg = this.cfg;
     return new Promise((resolve, reject) => {
       const key = crypto.randomBytes(16).toString('base64');
-      const sock = net.connect({ host: cfg.host, port: cfg.port });
+      const sock = cfg.tls
+        ? tls.connect({ host: cfg.host, port: cfg.port, servername: cfg.servername || cfg.host,
+                        ca: cfg.ca ? fs.readFileSync(cfg.ca) : undefined,
+                        ALPNProtocols: ['http/1.1'] })
+        : net.connect({ host: cfg.host, port: cfg.port });
       this.sock = sock;
       sock.setNoDelay(true);
       let head = Buffer.alloc(0), settled = false;
@@ -518,7 +530,7 @@ class Conn {
       sock.on('data', onData);
       sock.on('error', fail);
       sock.on('close', onClose);
-      sock.on('connect', () => {
+      sock.on(cfg.tls ? 'secureConnect' : 'connect', () => {
         let req = `GET ${cfg.path} HTTP/1.1\r\nHost: ${cfg.host}:${cfg.port}\r\nUpgrade: websocket\r\n` +
           `Connection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n`;
         if (offer) req += `Sec-WebSocket-Extensions: ${offer}\r\n`;
