@@ -26,6 +26,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,7 @@
 #include "net/tls.h"
 
 #define PLAIN_MAX (64 * 1024)
+#define ERR_MAX 160             /* a connection's error line */
 #define MAX_CERTS 64
 #define TICKET_PERIOD 3600      /* seconds a ticket key encrypts */
 #define DEFAULT_CIPHERS "ECDHE+AESGCM:ECDHE+CHACHA20"
@@ -670,7 +672,7 @@ struct owl_tls {
   void *session;                /* client: the newest session (counted) */
   char *sni;                    /* server: the ClientHello's name, during the handshake */
   owl_tls_t *pump_next;         /* on the pump list */
-  char err[160];
+  char *err;                    /* why it failed (malloc'd then), or NULL */
   unsigned want_read : 1;       /* the owner reads */
   unsigned lower_reading : 1;
   unsigned hs_done : 1;
@@ -822,23 +824,35 @@ static void lower_reading (owl_tls_t *s) {
 }
 
 
+/* Records why the connection failed (malloc'd on the first failure only: a
+** healthy connection carries no room for it). */
+static void set_error (owl_tls_t *s, const char *fmt, ...) {
+  va_list ap;
+  if (s->err == NULL && (s->err = malloc(ERR_MAX)) == NULL)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(s->err, ERR_MAX, fmt, ap);
+  va_end(ap);
+}
+
+
 /* The failure of OpenSSL's last call, as one line into s->err. */
 static void record_error (owl_tls_t *s, int ret) {
   int e = SSL_get_error(s->ssl, ret);
   unsigned long code = ERR_peek_last_error();
   if (e == SSL_ERROR_SSL && ERR_GET_REASON(code) == SSL_R_CERTIFICATE_VERIFY_FAILED) {
     long v = SSL_get_verify_result(s->ssl);
-    snprintf(s->err, sizeof s->err, "certificate verify failed: %s",
+    set_error(s, "certificate verify failed: %s",
              X509_verify_cert_error_string(v));
   }
   else if (e == SSL_ERROR_SSL && code != 0) {
     const char *r = ERR_reason_error_string(code);
-    snprintf(s->err, sizeof s->err, "%s", r ? r : "TLS error");
+    set_error(s, "%s", r ? r : "TLS error");
   }
   else if (e == SSL_ERROR_SYSCALL || e == SSL_ERROR_ZERO_RETURN)
-    snprintf(s->err, sizeof s->err, "connection closed during the TLS handshake");
+    set_error(s, "connection closed during the TLS handshake");
   else
-    snprintf(s->err, sizeof s->err, "TLS error %d", e);
+    set_error(s, "TLS error %d", e);
   ERR_clear_error();
 }
 
@@ -854,7 +868,7 @@ static void fail (owl_tls_t *s, int code) {
     cb(s, code);
     return;
   }
-  if (!s->hs_done && owl_tls_log != NULL && s->err[0])
+  if (!s->hs_done && owl_tls_log != NULL && s->err != NULL)
     owl_tls_log(&s->t, s->err);
   s->eof = 1;
   s->t.on_read(&s->t, code, NULL);
@@ -870,7 +884,7 @@ static void plain_http (owl_tls_t *s) {
     "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 49\r\n"
     "Connection: close\r\n\r\nThis port speaks HTTPS: use https:// to reach it\n";
   uv_buf_t b = uv_buf_init(answer, sizeof answer - 1);
-  snprintf(s->err, sizeof s->err, "a plain HTTP request on a TLS port (answered 400)");
+  set_error(s, "a plain HTTP request on a TLS port (answered 400)");
   s->lower->vt->try_write(s->lower, &b, 1);
   fail(s, UV_EPROTO);
 }
@@ -956,12 +970,11 @@ static void on_lower_read (owl_transport_t *lower, ssize_t n, char *p) {
   owl_tls_t *s = lower->owner;
   if (n < 0) {
     if (!s->hs_done) {
-      if (!s->err[0])
-        snprintf(s->err, sizeof s->err, n == UV_EOF ? "closed during the TLS handshake"
-                 : "%s during the TLS handshake", uv_strerror((int)n));
       /* a peer that connects and leaves without a byte is no news */
-      if (s->first && n == UV_EOF)
-        s->err[0] = 0;
+      if (n == UV_EOF && !s->first)
+        set_error(s, "closed during the TLS handshake");
+      else if (n != UV_EOF)
+        set_error(s, "%s during the TLS handshake", uv_strerror((int)n));
       fail(s, (int)n);
     }
     else if (!s->eof) {
@@ -1208,6 +1221,7 @@ static void on_lower_closed (owl_transport_t *lower) {
   owl_tls_ctx_unref(s->ctx);
   owl_tls_session_free(s->session);
   free(s->sni);
+  free(s->err);
   owl_buf_free(&s->rkeep);
   owl_buf_free(&s->wq);
   owl_buf_free(&s->wfly);
@@ -1380,7 +1394,7 @@ void *owl_tls_data (owl_tls_t *s) {
 
 
 const char *owl_tls_error (owl_tls_t *s) {
-  return s->err;
+  return s->err ? s->err : "";
 }
 
 
