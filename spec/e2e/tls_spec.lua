@@ -1024,6 +1024,26 @@ describe("#e2e tls", function()
         return true
       end, 20), "new connections do not get the new certificate")
     end)
+
+    it("with --workers 2 keeps the old workers when the new files do not load #slow", function()
+      local dir = tls.tempdir()
+      cleanup.defer(function() os.execute("rm -rf " .. q(dir)) end)
+      live_files(dir, pki.server_crt, pki.server_key)
+      local srv = start_tls({ "--tls-cert", dir .. "/live.crt", "--tls-key", dir .. "/live.key",
+                              "--workers", "2" })
+      assert.truthy(server.eventually(function()
+        return peer_subject(srv.port, "-servername localhost") == "CN = localhost"
+      end, 10))
+      tls.write_file(dir .. "/live.crt", "not a certificate\n")
+      srv:signal("HUP")
+      assert.truthy(server.eventually(function()
+        return srv:stderr():find("restart abandoned", 1, true)
+      end, 20), srv:stderr())
+      assert.matches("cannot load the TLS certificate [^\n]*live%.crt", srv:stderr())
+      for _ = 1, 4 do          -- both old workers still serve, with the old certificate
+        assert.equal("CN = localhost", (peer_subject(srv.port, "-servername localhost")))
+      end
+    end)
   end)
 
   describe("handshake timeout and slow clients", function()
