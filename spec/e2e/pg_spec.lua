@@ -14,7 +14,7 @@ local pgh = require("helpers.pg")
 local ports = require("helpers.ports")
 local socket = require("socket")
 
-local FIXTURE = "spec/fixtures/pg_app.lua"
+local FIXTURE = os.getenv("PG_FIXTURE") or "spec/fixtures/pg_app.lua"
 local eventually = server.eventually
 
 local SETUP_SQL = [[
@@ -140,12 +140,13 @@ describe("owin.pg #e2e", function()
   end)
 
   teardown(function()
-    local ok, how, code
-    if srv then ok, how, code = srv:stop() end
+    local stopped = srv and table.pack(pcall(srv.stop, srv))
     local log = srv and srv:stderr() or ""
     if db then db:stop() end
     if srv then
-      assert.are.same({ true, "exit", 0 }, { ok, how, code }, "owinlua did not exit cleanly:\n" .. log)
+      assert(stopped[1], stopped[2])   -- a sanitizer report
+      assert.are.same({ true, "exit", 0 }, { stopped[2], stopped[3], stopped[4] },
+        "owinlua did not exit cleanly:\n" .. log)
     end
   end)
 
