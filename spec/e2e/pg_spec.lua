@@ -516,6 +516,41 @@ describe("owin.pg #e2e", function()
     end)
   end)
 
+  it("waits acquire_timeout for a free connection, then says timeout; past backlog, too many waiting", function()
+    local hold = assert(http.connect(srv.port, nil, 10))
+    assert(hold:send("GET /hold?s=1.5 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+    assert.is_truthy(eventually(function() return stats("wait").busy == 1 end, 2), "the hold did not start")
+    local results = concurrent({ "/wq", "/wq" }, { timeout = 5 })
+    local errs = {}
+    for i, r in ipairs(results) do
+      assert.is_truthy(r.res, "request " .. i .. ": " .. tostring(r.err))
+      errs[#errs + 1] = r.map.err .. " after " .. r.map.elapsed
+    end
+    table.sort(errs)
+    assert.matches('^str:"timeout" after 0%.[2-9]', errs[1])                            -- waited 0.3 s
+    assert.matches('^str:"too many waiting for a connection" after 0%.0', errs[2])       -- at once
+    local res = assert(hold:read_response())
+    hold:close()
+    assert.matches("held=ok", res.body, 1, true)
+    assert.are.equal("int:1", get("/wq").r)
+  end)
+
+  it("raises \"cannot wait here\" in a table.sort comparator", function()
+    local v = get("/cannot")
+    assert.are.equal("bool:false", v.ok)
+    assert.matches("cannot wait here", v.err, 1, true)
+    assert.are.equal("int:1", v.after)
+  end)
+
+  it("keeps at most 256 prepared statements per connection, and evicted ones still run", function()
+    local v = get("/prepared?n=300")
+    assert.are.equal("int:0", v.bad)
+    local n = tonumber(v.cached:match("^int:(%d+)$"))
+    assert.is_truthy(n and n >= 1 and n <= 256, "prepared statements on the connection: " .. v.cached)
+    assert.are.equal("int:42", v.first_again)
+    assert.are.equal("int:301", v.last_again)
+  end)
+
   describe("timeouts", function()
     it("returns nil, \"timeout\" after query_timeout and ends the query on the server", function()
       local v = get("/sleep?s=5&pool=qt&tag=qt")
@@ -567,6 +602,18 @@ describe("owin.pg #e2e", function()
         :gsub("\n$", "")))
       assert.is_truthy(eventually(function() return has_note("via%20pool|events|integer") end, 3),
         "notes: " .. select(2, get("/notes")).body)
+    end)
+
+    it("keeps db:listen going after its connection was terminated #slow", function()
+      assert.are.equal("t", psql("select bool_and(pg_terminate_backend(pid)) from pg_stat_activity " ..
+        "where application_name = 'owin_main' and query ilike 'listen%events%' and pid <> pg_backend_pid()"))
+      local n = 0
+      assert.is_truthy(eventually(function()
+        n = n + 1
+        psql("notify events, 'again " .. n .. "'")
+        socket.sleep(0.2)
+        return select(2, get("/notes")).body:find("again %d+|events|integer") ~= nil
+      end, 10), "no notification after the listener's backend was terminated")
     end)
 
     it("gives conn:notification() as { channel, payload, pid }, and nil, \"timeout\" when none", function()
