@@ -31,8 +31,8 @@ SRCS = src/codec/buf.c src/codec/chunked.c src/codec/http_resp.c src/codec/statu
        src/codec/ws_handshake.c src/codec/gzip.c \
        src/net/tcp.c src/net/tls.c src/net/conn.c \
        src/runtime/runtime.c src/runtime/task.c src/runtime/thread.c \
-       src/runtime/headers.c src/runtime/gzip_lua.c \
-       src/client/cosock.c src/client/udp.c src/client/dns.c src/client/httpc.c \
+       src/runtime/headers.c src/runtime/gzip_lua.c src/runtime/sem.c \
+       src/client/cosock.c src/client/udp.c src/client/dns.c src/client/httpc.c src/client/pg.c \
        src/http/http1.c src/http/websocket.c \
        src/request/env.c src/request/request.c src/request/response.c \
        src/request/stream.c src/request/sendfile.c src/request/upgrade.c \
@@ -42,7 +42,7 @@ LUA_MODULES = lua/owin/init.lua lua/owin/cli.lua lua/owin/options.lua lua/owin/c
               lua/owin/json.lua lua/owin/errors.lua \
               lua/owin/http.lua lua/owin/static.lua lua/owin/websocket.lua lua/owin/wsapi.lua \
               lua/owin/multipart.lua \
-              lua/owin/socket.lua lua/owin/template.lua lua/owin/cors.lua lua/owin/compress.lua \
+              lua/owin/socket.lua lua/owin/pg.lua lua/owin/template.lua lua/owin/cors.lua lua/owin/compress.lua \
               lua/owin/router.lua \
               lua/owin/wsapi/app.lua lua/owin/wsapi/handler.lua \
               lua/owin/host/check.lua lua/owin/host/response.lua lua/owin/host/status.lua \
@@ -58,10 +58,12 @@ ASAN_OBJS = $(SRCS:src/%.c=build/asan/%.o)
 LLHTTP_OBJS = build/llhttp/llhttp.o build/llhttp/api.o build/llhttp/http.o
 ASAN_LLHTTP_OBJS = $(LLHTTP_OBJS:build/llhttp/%=build/asan/llhttp/%)
 
-ALL_CFLAGS = -std=gnu99 $(CFLAGS) -Isrc -I$(LUA_INCDIR) -I$(LLHTTP_INCDIR) -Ibuild -D_GNU_SOURCE
+ALL_CFLAGS = -std=gnu99 $(CFLAGS) -Isrc -I$(LUA_INCDIR) -I$(LLHTTP_INCDIR) -I$(PG_INCDIR) -Ibuild -D_GNU_SOURCE
 Z_LIBS ?= -lz
 SSL_LIBS ?= -lssl -lcrypto
-LIBS = $(LUA_LIBS) $(UV_LIBS) $(Z_LIBS) $(SSL_LIBS) -lm
+PG_INCDIR ?= /usr/include/postgresql
+PG_LIBS ?= -lpq
+LIBS = $(LUA_LIBS) $(UV_LIBS) $(Z_LIBS) $(SSL_LIBS) $(PG_LIBS) -lm
 
 CODEC_SRCS = src/codec/buf.c src/codec/chunked.c src/codec/http_resp.c src/codec/ws.c \
              src/codec/ws_handshake.c src/codec/gzip.c src/client/httpc.c src/runtime/gzip_lua.c \
@@ -190,7 +192,7 @@ FUZZ_SANITIZE ?= address,undefined
 FUZZ_HARNESSES = chunked ws_frame ws_inflate ws_handshake http_head http_resp
 FUZZ_BINS = $(FUZZ_HARNESSES:%=build/fuzz/%)
 FUZZ_ALL_CFLAGS = -std=gnu99 $(FUZZ_CFLAGS) -fno-sanitize-recover=undefined \
-                  -I$(LUA_INCDIR) -I$(LLHTTP_INCDIR) -Isrc -Ibuild -D_GNU_SOURCE
+                  -I$(LUA_INCDIR) -I$(LLHTTP_INCDIR) -I$(PG_INCDIR) -Isrc -Ibuild -D_GNU_SOURCE
 FUZZ_LINK = $(FUZZ_CC) $(FUZZ_ALL_CFLAGS) -fsanitize=fuzzer,$(FUZZ_SANITIZE)
 FUZZ_OBJS = $(filter-out build/fuzz/obj/server/main.o,$(SRCS:src/%.c=build/fuzz/obj/%.o)) \
             $(LLHTTP_OBJS:build/llhttp/%=build/fuzz/obj/llhttp/%)

@@ -160,7 +160,7 @@ static void serve (const uint8_t *data, size_t size, size_t cut, answer_t *a) {
     perror("socketpair");
     abort();
   }
-  owl_h1_adopt(&owl_srv, sv[0]);
+  owl_h1_adopt(&owl_srv, sv[0], NULL);
   put(sv[1], data, cut, a);
   if (cut < size) {
     uv_run(owl_srv.loop, UV_RUN_NOWAIT);

@@ -211,6 +211,7 @@ end
 if core then
   M.now = core.now
   M.sleep = core.sleep
+  M.semaphore = core.semaphore
   M.spawn = core.spawn
   M.wait = core.wait
   M.timer = core.timer

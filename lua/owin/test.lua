@@ -61,7 +61,8 @@ loop_m.install_coroutines()
 
 local real = { sleep = owin.sleep, now = owin.now, request_id = owin.request_id,
                spawn = owin.spawn, wait = owin.wait, timer = owin.timer, tcp = owin.tcp,
-               udp = owin.udp, resolve = owin.resolve, dev = owin.dev }
+               udp = owin.udp, resolve = owin.resolve, dev = owin.dev,
+               semaphore = owin.semaphore }
 
 -- The loop of the test host the running code belongs to: its task's, or
 -- the one running now (a token callback, a body function), or nil.
@@ -125,6 +126,15 @@ function owin.spawn(...)
   local loop, task = test_loop()
   if loop == nil then return fallback("owin.spawn", real.spawn)(...) end
   return give(runtime.spawn(loop, task, ...))
+end
+
+-- owin.semaphore(n): one that waits on the virtual loop when a test host
+-- runs (made at start-up by an app, or in a test), the server's otherwise
+function owin.semaphore(n)
+  if test_loop() == nil and real.semaphore then
+    return real.semaphore(n)
+  end
+  return runtime.semaphore(n)
 end
 
 -- owin.wait(t1, ...) -> thread, true, results... | thread, false, err

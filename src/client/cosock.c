@@ -79,6 +79,7 @@ struct owl_csock {
 
 struct tcp_ud {
   owl_csock_t *s;                   /* NULL: not connected, or closed */
+  void *session;                    /* the TLS session when it closed (counted) */
   pool_t *slot;                     /* a pool slot reserved by connect */
   int64_t ct, st, rt;               /* timeouts in ms; -1: none */
 };
@@ -172,6 +173,13 @@ static void csock_close (owl_csock_t *s) {
     pool_unidle(s);
   scope_unlink(s);
   if (s->ud) {
+    if (s->tls != NULL) {           /* sslsession() still answers */
+      void *sess = owl_tls_session(s->tls);
+      if (sess != NULL) {
+        owl_tls_session_free(s->ud->session);
+        s->ud->session = sess;
+      }
+    }
     s->ud->s = NULL;
     s->ud = NULL;
   }
@@ -358,6 +366,15 @@ static const char *errtext (int err) {
 }
 
 
+/* The text of a read or write error of s: TLS's own reason when TLS failed
+** ("tlsv13 alert certificate required"), else errtext's. */
+static const char *sock_err (owl_csock_t *s, int err) {
+  if (err == UV_EPROTO && s->tls != NULL && *owl_tls_error(s->tls))
+    return owl_tls_error(s->tls);   /* freed only after the close callback */
+  return errtext(err);
+}
+
+
 /*
 ** The socket of the object at 1 for an operation from L, or NULL with
 ** nil, err pushed (*ret their count): closed, cancelled; a socket of
@@ -386,6 +403,7 @@ static owl_csock_t *usable (lua_State *L, tcp_ud_t *u, owl_task_t *t, int *ret) 
 static int l_tcp (lua_State *L) {
   tcp_ud_t *u = lua_newuserdatauv(L, sizeof *u, 0);
   u->s = NULL;
+  u->session = NULL;
   u->slot = NULL;
   u->ct = u->st = u->rt = DEFAULT_TIMEOUT;
   luaL_setmetatable(L, OWL_TCP_T);
@@ -397,6 +415,8 @@ static int tcp_gc (lua_State *L) {
   tcp_ud_t *u = checkud(L);
   if (u->s)
     csock_close(u->s);
+  owl_tls_session_free(u->session);
+  u->session = NULL;
   if (u->slot) {
     pool_release(u->slot);
     u->slot = NULL;
@@ -808,7 +828,7 @@ static int send_k (lua_State *L, int status, lua_KContext ctx) {
     return 3;
   }
   if (s == NULL || s->werr) {
-    const char *e = s ? errtext(s->werr) : "closed";
+    const char *e = s ? sock_err(s, s->werr) : "closed";
     if (s)
       csock_close(s);
     lua_pushnil(L);
@@ -865,7 +885,7 @@ static int tcp_send (lua_State *L) {
   if (s->writer != NULL || s->writing)
     return fail(L, "socket busy writing");
   if (s->werr || s->closed) {
-    const char *e = errtext(s->werr ? s->werr : UV_EPIPE);
+    const char *e = sock_err(s, s->werr ? s->werr : UV_EPIPE);
     csock_close(s);
     lua_pushnil(L);
     lua_pushstring(L, e);
@@ -882,9 +902,10 @@ static int tcp_send (lua_State *L) {
   int w = s->tp->vt->try_write(s->tp, &b, 1);
   if (w < 0) {
     s->werr = w;
+    const char *e = sock_err(s, w);
     csock_close(s);
     lua_pushnil(L);
-    lua_pushstring(L, errtext(w));
+    lua_pushstring(L, e);
     lua_pushinteger(L, i - 1);
     return 3;
   }
@@ -1012,9 +1033,9 @@ static int recv_k (lua_State *L, int status, lua_KContext ctx) {
     int e = s->err;
     if (pat == PAT_ANY) {
       csock_close(s);
-      return fail(L, errtext(e));
+      return fail(L, sock_err(s, e));
     }
-    partial(L, s, errtext(e), 3, pat == PAT_LINE);
+    partial(L, s, sock_err(s, e), 3, pat == PAT_LINE);
     csock_close(s);
     return 3;
   }
@@ -1156,7 +1177,7 @@ static int until_k (lua_State *L, int status, lua_KContext ctx) {
   }
   if (s->err) {
     int e = s->err;
-    partial(L, s, errtext(e), 0, 0);
+    partial(L, s, sock_err(s, e), 0, 0);
     csock_close(s);
     return 3;
   }
@@ -1525,10 +1546,12 @@ static int tcp_sslhandshake (lua_State *L) {
 
 
 /* sock:sslsession() -> the newest session of a TLS connection (under TLS
-** 1.3 the server sends it after the handshake), or nil */
+** 1.3 the server sends it after the handshake), also once it closed; or nil */
 static int tcp_sslsession (lua_State *L) {
   tcp_ud_t *u = checkud(L);
   void *sess = u->s && u->s->tls ? owl_tls_session(u->s->tls) : NULL;
+  if (sess == NULL && u->session != NULL)
+    sess = owl_tls_session_ref(u->session);
   if (sess == NULL) {
     lua_pushnil(L);
     return 1;

@@ -1217,6 +1217,12 @@ static int tls_shutdown (owl_transport_t *t) {
 static void on_lower_closed (owl_transport_t *lower) {
   owl_tls_t *s = lower->owner;
   s->t.on_closed(&s->t);            /* the owner may free lower now */
+  /* A connection that ended without a TLS failure leaves its session
+  ** resumable: OpenSSL would mark it spoiled when no close_notify went
+  ** out (a pooled connection's session, kept by owin.http, is reused by the
+  ** next connection to the same place). */
+  if (s->hs_done && !s->failed)
+    SSL_set_shutdown(s->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
   SSL_free(s->ssl);
   owl_tls_ctx_unref(s->ctx);
   owl_tls_session_free(s->session);
@@ -1467,6 +1473,12 @@ void *owl_tls_session (owl_tls_t *s) {
     return NULL;
   }
   return sess;
+}
+
+
+void *owl_tls_session_ref (void *session) {
+  SSL_SESSION_up_ref(session);
+  return session;
 }
 
 

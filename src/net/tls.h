@@ -105,6 +105,8 @@ const char *owl_tls_verify_error (owl_tls_t *s);
 ** reuse by another connection; owl_tls_session_free releases it. */
 void *owl_tls_session (owl_tls_t *s);
 void owl_tls_session_free (void *session);
+/* One more reference to session; returns it. */
+void *owl_tls_session_ref (void *session);
 /* }====== */
 
 

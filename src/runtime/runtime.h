@@ -344,6 +344,9 @@ void owl_token_new (lua_State *L);                  /* pushes a token */
 void owl_token_fire (lua_State *L, int idx);
 /* Closes h if it is an owin.sleep timer; returns 1 then. */
 int owl_sleep_dispose (uv_handle_t *h);
+/* owin.semaphore (sem.c): opens it; closes a waiter's timer at exit. */
+void owl_open_sem (lua_State *L);
+int owl_sem_dispose (uv_handle_t *h);
 /* Pushes nil, "cancelled": what a wait of a cancelled task returns. */
 int owl_push_cancelled (lua_State *L);
 /*

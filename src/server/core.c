@@ -261,6 +261,8 @@ int luaopen_owin_core (lua_State *L) {
   owl_open_cosock(L);
   owl_open_udp(L);
   owl_open_dns(L);
+  owl_open_pg(L);
+  owl_open_sem(L);
   owl_open_httpc(L);
   owl_open_gzip(L);
   owl_open_request(L);

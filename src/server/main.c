@@ -87,7 +87,7 @@ static void close_left (uv_handle_t *h, void *arg) {
   (void)arg;
   if (uv_is_closing(h))
     return;
-  if (!owl_sleep_dispose(h))
+  if (!owl_sleep_dispose(h) && !owl_sem_dispose(h))
     uv_close(h, NULL);
 }
 
@@ -120,6 +120,7 @@ int main (int argc, char **argv) {
   owl_threads_teardown();
   owl_cosock_teardown();
   owl_udp_teardown();
+  owl_pg_teardown();
   uv_walk(owl_srv.loop, close_left, NULL);
   uv_run(owl_srv.loop, UV_RUN_DEFAULT);
   owl_req_drain(&owl_srv);                  /* before lua_close frees them */

@@ -394,4 +394,83 @@ end
 -- }======
 
 M.Thread, M.Timer = Thread, Timer
+-- {====== owin.semaphore(n) on the virtual loop (src/runtime/sem.c)
+
+local Semaphore = {}
+Semaphore.__index = Semaphore
+Semaphore.__name = "owin.Semaphore"
+
+function M.semaphore(n)
+  n = n == nil and 0 or n
+  if math.type(n) ~= "integer" or n < 0 then argerror(1, "the count must be 0 or more") end
+  return setmetatable({ n = n, queue = {} }, Semaphore)
+end
+
+local function grant(s)
+  while s.n > 0 and #s.queue > 0 do
+    local w = table.remove(s.queue, 1)
+    s.n = s.n - 1
+    w.got = true
+    w.task.loop:wake(w.task, w.ticket)
+  end
+end
+
+-- sem:wait([timeout]) -> true, or nil, "timeout" | "cancelled"
+function Semaphore:wait(timeout)
+  if getmetatable(self) ~= Semaphore then typeerror(1, "owin.Semaphore", self) end
+  if timeout ~= nil and type(timeout) ~= "number" then typeerror(2, "number", timeout) end
+  if self.n > 0 and #self.queue == 0 then
+    self.n = self.n - 1
+    return true
+  end
+  if timeout == 0 then return nil, "timeout" end
+  local task = loop_m.waiter("sem:wait")
+  if M.refused(task) then return nil, "cancelled" end
+  local w = { task = task }
+  local timer
+  task.loop:wait(task, "sem", function(ticket)
+    w.ticket = ticket
+    self.queue[#self.queue + 1] = w
+    if timeout and timeout > 0 then
+      timer = task.loop:after(timeout, function()
+        for i, x in ipairs(self.queue) do
+          if x == w then table.remove(self.queue, i) break end
+        end
+        w.timedout = true
+        task.loop:wake(task, ticket)
+      end)
+    end
+  end, function()
+    for i, x in ipairs(self.queue) do
+      if x == w then table.remove(self.queue, i) break end
+    end
+    if timer then timer.fn = nil end
+  end)
+  if timer then timer.fn = nil end
+  if w.got then
+    if M.cancelled(task) then                -- too late: the unit goes on
+      self.n = self.n + 1
+      grant(self)
+      return nil, "cancelled"
+    end
+    return true
+  end
+  if w.timedout then return nil, "timeout" end
+  return nil, "cancelled"
+end
+
+-- sem:post([n])
+function Semaphore:post(n)
+  n = n == nil and 1 or n
+  if math.type(n) ~= "integer" or n < 0 then argerror(1, "the count must be 0 or more") end
+  self.n = self.n + n
+  grant(self)
+end
+
+-- sem:count() -> free units (negative: that many tasks wait)
+function Semaphore:count()
+  return #self.queue > 0 and -#self.queue or self.n
+end
+-- }======
+
 return M
