@@ -44,9 +44,12 @@ end
 
 local COLUMNS = "id, title, done, created_at"
 
--- A row as the API shows it (a row table also holds affected, command, ...).
+-- A row as the API shows it (the rows table also holds affected, command,
+-- ...).  created_at may be SQL NULL, pg.null: JSON's null is json.null.
 local function todo(row)
-  return { id = row.id, title = row.title, done = row.done, created_at = row.created_at }
+  local created = row.created_at
+  return { id = row.id, title = row.title, done = row.done,
+           created_at = created == pg.null and json.null or created }
 end
 
 -- Runs a write returning COLUMNS and, when it hit a row, notifies the

@@ -137,6 +137,13 @@ describe("apps/todo_pg.lua against PostgreSQL #e2e", function()
     assert.are.equal(title, psql("select title from todos"))
   end)
 
+  it("shows SQL NULL as JSON null", function()
+    psql("insert into todos (title, created_at) values ('no date', null)")
+    local list = decode(call(srv.port, "GET", "/todos"))
+    assert.are.equal(cjson.null, list[1].created_at)
+    assert.are.equal(cjson.null, decode(call(srv.port, "GET", "/todos/1")).created_at)
+  end)
+
   it("answers 404 with a JSON problem", function()
     local res = call(srv.port, "GET", "/todos/7")
     assert.are.equal(404, res.status)
