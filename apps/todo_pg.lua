@@ -56,14 +56,13 @@ end
 -- listeners with { op = op, todo = row }, in one transaction.  Returns the
 -- row, or nil when there was none.
 local function change(op, sql, ...)
-  local args = table.pack(...)
-  local row, terr = db:transaction(function(tx)
-    local rows = must(tx:query(sql, table.unpack(args, 1, args.n)))
+  local row, terr = db:transaction(function(tx, ...)
+    local rows = must(tx:query(sql, ...))
     if not rows[1] then return nil end
     local t = todo(rows[1])
     must(tx:query("select pg_notify('todos', $1)", json.encode({ op = op, todo = t })))
     return t
-  end)
+  end, ...)
   if terr then error("database: " .. tostring(terr)) end       -- COMMIT failed
   return row
 end
