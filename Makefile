@@ -167,9 +167,10 @@ test-browser: all browser-deps
 
 # Benchmarks: owinlua against the C floor (bench/floor.c, built by bench/run
 # into build/bench/ with the llhttp sources above), nginx + lua-nginx-module
-# and Node (http, ws), and a Redis GET against nginx + lua-resty-redis; see
-# bench/run.  It installs wrk, nginx-light, libnginx-mod-http-lua,
-# redis-server and lua-redis when missing, and the ws package into bench/.
+# and Node (http, ws), a Redis GET against nginx + lua-resty-redis, and a
+# PostgreSQL select against node's pg; see bench/run.  It installs wrk,
+# nginx-light, libnginx-mod-http-lua, redis-server, lua-redis and postgresql
+# when missing, and the ws and pg packages into bench/.
 BENCH_ENV = CC="$(CC)" LLHTTP_INCDIR="$(LLHTTP_INCDIR)" LLHTTP_SRCDIR="$(LLHTTP_SRCDIR)"
 bench: all
 	$(BENCH_ENV) sh bench/run
