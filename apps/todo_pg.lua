@@ -45,11 +45,9 @@ end
 local COLUMNS = "id, title, done, created_at"
 
 -- A row as the API shows it (the rows table also holds affected, command,
--- ...).  created_at may be SQL NULL, pg.null: JSON's null is json.null.
+-- ...).  A NULL created_at is pg.null, which is json.null: JSON null.
 local function todo(row)
-  local created = row.created_at
-  return { id = row.id, title = row.title, done = row.done,
-           created_at = created == pg.null and json.null or created }
+  return { id = row.id, title = row.title, done = row.done, created_at = row.created_at }
 end
 
 -- Runs a write returning COLUMNS and, when it hit a row, notifies the

@@ -113,6 +113,13 @@ function methods.query(conn, sql, ...)
   if type(sql) ~= "string" then argerror(1, "query", "SQL string expected, got " .. type(sql)) end
   local st = state[conn]
   local timeout = st.query_timeout or 0
+  local status = conn:status()
+  if status == "busy" or status == "copy" then
+    -- a query of ours that timed out or was cancelled is still ending on
+    -- the server: wait for it (another coroutine's query: "connection busy")
+    local ok, err = conn:wait_idle(timeout > 0 and timeout or nil)
+    if not ok then return nil, err end
+  end
   local res
   if select("#", ...) == 0 then
     res = table_pack(conn:_send("simple", sql, timeout))
@@ -359,12 +366,28 @@ function Pool:acquire()
   return conn
 end
 
+-- Closes idle connections as their idle_timeout passes, from a timer that
+-- runs while any connection is idle.
+local function schedule_sweep(self)
+  if self.sweeping or #self.idle == 0 or self.idle_timeout <= 0 then return end
+  local first = self.idle[1].since             -- the oldest: idle is in order
+  local delay = first + self.idle_timeout - owin.now()
+  self.sweeping = true
+  owin.timer.at(delay > 0.01 and delay or 0.01, function(premature)
+    self.sweeping = false
+    if premature or self.closed then return end
+    sweep(self, owin.now())
+    schedule_sweep(self)
+  end)
+end
+
 local function put_back(self, conn)
   if self.closed or too_old(self, conn, owin.now()) then
     conn:close()
     self.open = self.open - 1
   else
     self.idle[#self.idle + 1] = { conn = conn, since = owin.now() }
+    schedule_sweep(self)
   end
   self.sem:post()
 end
@@ -397,14 +420,17 @@ function Pool:release(conn)
   end
 end
 
+-- Gives the connection back when the block that holds it ends, whatever
+-- way it ends: a return, an error, or its thread killed (thread:kill closes
+-- the coroutine, which runs this).
+local Guard = { __close = function(g) g.pool:release(g.conn) end }
+
 -- Runs method on a connection of the pool, given back after.
 local function on_conn(self, method, ...)
   local conn, err = self:acquire()
   if not conn then return nil, err end
-  local res = table_pack(pcall(method, conn, ...))
-  self:release(conn)
-  if not res[1] then error(res[2], 0) end
-  return table_unpack(res, 2, res.n)
+  local guard <close> = setmetatable({ pool = self, conn = conn }, Guard)
+  return method(conn, ...)
 end
 
 function Pool:query(sql, ...) return on_conn(self, methods.query, sql, ...) end

@@ -212,6 +212,20 @@ static void set_lost (owl_pg_t *p) {
 /* }====== */
 
 
+/* The server's notices (NOTICE, WARNING) go to the server's log, not
+** to stderr as libpq's default would write them. */
+static void on_notice (void *arg, const char *msg) {
+  (void)arg;
+  char *m = one_line(msg);
+  if (m == NULL)
+    return;
+  int level = strncmp(m, "WARNING", 7) == 0 ? OWL_LOG_WARN : OWL_LOG_INFO;
+  owl_log(level, NULL, "postgres: %s", m);
+  free(m);
+}
+/* }====== */
+
+
 /* {====== cancel requests, on the thread pool */
 
 typedef struct cancel_job {
@@ -327,6 +341,9 @@ static void on_connect_poll (owl_pg_t *p) {
       poll_set(p, UV_WRITABLE);
       break;
     case PGRES_POLLING_OK:
+      /* only now: PQsetnonblocking clears the error message, and while it
+      ** connects libpq's socket does not block anyway */
+      PQsetnonblocking(p->conn, 1);
       p->state = S_IDLE;
       poll_set(p, UV_READABLE);
       wake(p);
@@ -721,6 +738,12 @@ static int connect_k (lua_State *L, int status, lua_KContext ctx) {
   owl_pg_t *p = (owl_pg_t *)ctx;
   owl_task_t *t = owl_task_of(L);
   (void)status;
+  if (p->state == S_LOST && checkud(L)->p == p && !(t && owl_task_cancelled(t))) {
+    lua_pushnil(L);                     /* libpq's reason, as it words it */
+    lua_pushstring(L, p->lost && *p->lost ? p->lost : "cannot connect");
+    pg_close(p);
+    return 2;
+  }
   int r = after_wait(L, p, t);
   if (r >= 0) {
     if (checkud(L)->p == p)
@@ -776,7 +799,7 @@ static int l_pg_connect (lua_State *L) {
     pg_close(p);
     return 2;
   }
-  PQsetnonblocking(p->conn, 1);
+  PQsetNoticeProcessor(p->conn, on_notice, NULL);
   on_connect_start(p);
   if (p->state != S_CONNECTING)
     return connect_k(L, 0, (lua_KContext)p);
@@ -859,14 +882,13 @@ static void param (lua_State *L, int i, int n, const char **v, int *len, int *fo
     case LUA_TSTRING:
       *v = lua_tostring(L, i);
       return;
-    case LUA_TUSERDATA: {
-      push_null(L);
-      int is_null = lua_rawequal(L, i, -1);
-      lua_pop(L, 1);
-      if (is_null) {
+    case LUA_TLIGHTUSERDATA:
+      if (lua_touserdata(L, i) == NULL) {   /* pg.null */
         *v = NULL;
         return;
       }
+      break;
+    case LUA_TUSERDATA: {
       if (luaL_testudata(L, i, OWL_BYTEA_T)) {
         size_t n2;
         lua_getiuservalue(L, i, 1);
@@ -1288,10 +1310,6 @@ static int l_pg_bytea (lua_State *L) {
 }
 
 
-static int null_tostring (lua_State *L) {
-  lua_pushliteral(L, "pg.null");
-  return 1;
-}
 /* }------ */
 
 
@@ -1323,14 +1341,9 @@ void owl_open_pg (lua_State *L) {
   lua_setfield(L, -2, "pg_error_mt");
   luaL_newmetatable(L, OWL_BYTEA_T);
   lua_pop(L, 1);
-  /* pg.null: a value of its own, the same in every state of the process */
-  lua_newuserdatauv(L, 0, 0);
-  lua_createtable(L, 0, 2);
-  lua_pushcfunction(L, null_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pushliteral(L, "pg.null");
-  lua_setfield(L, -2, "__name");
-  lua_setmetatable(L, -2);
+  /* pg.null is lua-cjson's null (and OpenResty's ngx.null): a light
+  ** userdata NULL, so that rows with NULLs encode to JSON as they are */
+  lua_pushlightuserdata(L, NULL);
   lua_pushvalue(L, -1);
   null_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_setfield(L, -2, "pg_null");
