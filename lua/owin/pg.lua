@@ -241,6 +241,16 @@ function methods.listen(conn, channel)
   return true
 end
 
+-- for n in conn:notifications() do ... end: each notification, waiting as
+-- long as it takes; the loop ends when the connection fails or the task is
+-- cancelled (conn:notification() then says why)
+function methods.notifications(conn)
+  return function()
+    local n = conn:notification()
+    return n
+  end
+end
+
 function methods.unlisten(conn, channel)
   local q, err = conn:escape_identifier(channel)
   if not q then return nil, err end

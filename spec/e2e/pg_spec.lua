@@ -678,6 +678,10 @@ describe("owin.pg #e2e", function()
       get("/notify?channel=chan_x&payload=p2")
       v = get("/cl/next?timeout=3")
       assert.are.equal(str("p2"), v.payload)
+      -- and through the iterator: those already in, in order
+      psql("notify chan_x, 'i1'; notify chan_x, 'i2'")
+      psql("notify chan_x, 'i3'")
+      assert.are.equal("i1,i2,i3", get("/cl/iter?n=3").payloads)
       get("/cl/stop")
       -- the channel's name is quoted as an identifier
       s = get("/cl/start?channel=odd")
