@@ -189,7 +189,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 60
 FUZZ_CFLAGS ?= -g -O1 -fno-omit-frame-pointer
 FUZZ_SANITIZE ?= address,undefined
-FUZZ_HARNESSES = chunked ws_frame ws_inflate ws_handshake http_head http_resp
+FUZZ_HARNESSES = chunked ws_frame ws_inflate ws_handshake http_head http_resp tls_server
 FUZZ_BINS = $(FUZZ_HARNESSES:%=build/fuzz/%)
 FUZZ_ALL_CFLAGS = -std=gnu99 $(FUZZ_CFLAGS) -fno-sanitize-recover=undefined \
                   -I$(LUA_INCDIR) -I$(LLHTTP_INCDIR) -I$(PG_INCDIR) -Isrc -Ibuild -D_GNU_SOURCE
@@ -218,6 +218,9 @@ build/fuzz/http_resp: fuzz/http_resp.c build/fuzz/obj/codec/http_resp.o build/fu
 
 build/fuzz/http_head: fuzz/http_head.c $(FUZZ_OBJS)
 	$(FUZZ_LINK) -o $@ fuzz/http_head.c $(FUZZ_OBJS) $(LIBS) $(LDFLAGS)
+
+build/fuzz/tls_server: fuzz/tls_server.c build/fuzz/obj/net/tls.o build/fuzz/obj/codec/buf.o
+	$(FUZZ_LINK) -o $@ $^ $(UV_LIBS) $(SSL_LIBS) $(LDFLAGS)
 
 build/fuzz/obj/%.o: src/%.c $(HEADERS)
 	@mkdir -p $(@D)
