@@ -968,21 +968,33 @@ static int pg_send (lua_State *L) {
 static int copy_k (lua_State *L, int status, lua_KContext ctx);
 
 
+/* The connection of the object at 1, inside the COPY `state`, for a call of
+** task t; NULL with nil, err pushed (*ret their count). */
+static owl_pg_t *in_copy (lua_State *L, owl_task_t *t, int state, int *ret) {
+  owl_pg_t *p = checkud(L)->p;
+  if (owl_task_cancelled(t))
+    *ret = owl_push_cancelled(L);
+  else if (p == NULL)
+    *ret = fail(L, "closed");
+  else if (p->state == S_LOST)
+    *ret = lost_error(L, p);
+  else if (p->state != state || p->waiter != NULL)
+    *ret = fail(L, state == S_COPY_IN ? "not in COPY FROM STDIN" : "not in COPY TO STDOUT");
+  else
+    return p;
+  return NULL;
+}
+
+
 /* conn:_put_copy(data) -> true, or nil, err: a piece of COPY FROM STDIN */
 static int pg_put_copy (lua_State *L) {
-  pg_ud_t *u = checkud(L);
   owl_task_t *t = owl_task_check(L, "copy_from");
   size_t n;
   const char *d = luaL_checklstring(L, 2, &n);
-  owl_pg_t *p = u->p;
-  if (owl_task_cancelled(t))
-    return owl_push_cancelled(L);
+  int ret;
+  owl_pg_t *p = in_copy(L, t, S_COPY_IN, &ret);
   if (p == NULL)
-    return fail(L, "closed");
-  if (p->state == S_LOST)
-    return lost_error(L, p);
-  if (p->state != S_COPY_IN || p->waiter != NULL)
-    return fail(L, "not in COPY FROM STDIN");
+    return ret;
   while (n > 0) {
     int piece = n > (1 << 20) ? (1 << 20) : (int)n;
     int r = PQputCopyData(p->conn, d, piece);
@@ -1032,19 +1044,13 @@ static int copy_k (lua_State *L, int status, lua_KContext ctx) {
 /* conn:_end_copy([error]) -> the final result, or nil, err: ends COPY FROM
 ** STDIN (an error message aborts it) */
 static int pg_end_copy (lua_State *L) {
-  pg_ud_t *u = checkud(L);
   owl_task_t *t = owl_task_check(L, "copy_from");
   const char *abort_msg = luaL_optstring(L, 2, NULL);
   double timeout = luaL_optnumber(L, 3, 0);
-  owl_pg_t *p = u->p;
-  if (owl_task_cancelled(t))
-    return owl_push_cancelled(L);
+  int ret;
+  owl_pg_t *p = in_copy(L, t, S_COPY_IN, &ret);
   if (p == NULL)
-    return fail(L, "closed");
-  if (p->state == S_LOST)
-    return lost_error(L, p);
-  if (p->state != S_COPY_IN || p->waiter != NULL)
-    return fail(L, "not in COPY FROM STDIN");
+    return ret;
   if (PQputCopyEnd(p->conn, abort_msg) < 0) {
     set_lost(p);
     return lost_error(L, p);
@@ -1060,17 +1066,11 @@ static int get_copy_k (lua_State *L, int status, lua_KContext ctx);
 /* conn:_get_copy() -> a row of COPY TO STDOUT; at the end false, then the
 ** final result (or nil, err) */
 static int pg_get_copy (lua_State *L) {
-  pg_ud_t *u = checkud(L);
   owl_task_t *t = owl_task_check(L, "copy_to");
-  owl_pg_t *p = u->p;
-  if (owl_task_cancelled(t))
-    return owl_push_cancelled(L);
+  int ret;
+  owl_pg_t *p = in_copy(L, t, S_COPY_OUT, &ret);
   if (p == NULL)
-    return fail(L, "closed");
-  if (p->state == S_LOST)
-    return lost_error(L, p);
-  if (p->state != S_COPY_OUT || p->waiter != NULL)
-    return fail(L, "not in COPY TO STDOUT");
+    return ret;
   lua_settop(L, 1);
   return get_copy_k(L, 0, (lua_KContext)p);
 }
