@@ -309,6 +309,8 @@ local DEFAULTS = {
   max_pending_timers = 1024,      -- --max-pending-timers
   hosts = false,                  -- names to resolve: { name = "ip" | { "ip", ... } }
   peers = false,                  -- { ["ip:port"] = handler | { handler, delay = s } }
+  tls = false,                    -- an https:// listener: true, or { client_cert =,
+                                  -- client_cert_errors = } (a request's spec.tls wins)
 }
 
 -- client(app [, opts]) -> client.  app: a builder, an AppFunc or the path

@@ -165,7 +165,13 @@ local function build_env(R, path, query)
   local env = setmetatable({}, ENV_MT)
   REQS[env] = R
   local o = R.opts
-  env["owin.RequestScheme"] = "http"
+  env["owin.RequestScheme"] = R.tls and "https" or "http"
+  if R.tls then                             -- what a TLS listener's env has
+    local cert = R.tls.client_cert
+    env["ssl.ClientCertificate"] = cert
+    if cert then env["ssl.ClientCertificateErrors"] = R.tls.client_cert_errors end
+    env["ssl.LoadClientCertAsync"] = function() return cert end
+  end
   env["owin.RequestMethod"] = R.method
   env["owin.RequestPathBase"] = ""
   env["owin.RequestPath"] = path
@@ -269,8 +275,24 @@ local function bad(fmt, ...)
   raise("owin.test: " .. string_format(fmt, ...))      -- at the test's line
 end
 
+-- The TLS of a request: spec.tls, else the client's tls option (true, or
+-- { client_cert = PEM, client_cert_errors = text }); nil for plain HTTP.
+local function tls_of(spec, o)
+  local t = spec.tls
+  if t == nil then t = o.tls end
+  if t == nil or t == false then return nil end
+  if t == true then return {} end
+  if type(t) ~= "table" then bad("tls must be true or a table, got %s", type(t)) end
+  for k, v in pairs(t) do
+    if (k ~= "client_cert" and k ~= "client_cert_errors") or type(v) ~= "string" then
+      bad("tls: client_cert and client_cert_errors are strings, got %s = %s", tostring(k), type(v))
+    end
+  end
+  return t
+end
+
 -- M.new(client, spec) -> request.  spec: method, path, headers, body,
--- protocol.  Mistakes in spec raise (the server would answer 400).
+-- protocol, tls.  Mistakes in spec raise (the server would answer 400).
 function M.new(client, spec)
   local o = client.opts
   local method = spec.method or "GET"
@@ -288,7 +310,7 @@ function M.new(client, spec)
               method = method, minor = protocol == "HTTP/1.0" and 0 or 1, is_head = method == "HEAD",
               status = 200, content_length = -1, written = 0, held = {}, held_len = 0,
               body = {}, flushes = 0, inbuf = stream.buf_new(), body_in = 0, rawh = {},
-              reqh = headers.new(), token = token.new() }
+              reqh = headers.new(), token = token.new(), tls = tls_of(spec, o) }
   local function add(name, value)
     if not util.is_token(name) then bad("invalid request header name %s", tostring(name)) end
     local v = tostr(value)
