@@ -839,12 +839,15 @@ static int l_worker (lua_State *L) {
   const char *tickets = getenv("OWINLUA_WORKER_TICKETS");
   if (tickets != NULL) {
     unsigned char st[OWL_TLS_TICKET_STATE];
+    struct stat sb;
     int fd = (int)strtol(tickets, NULL, 10);
-    ssize_t n = read(fd, st, sizeof st);
-    if (n == (ssize_t)sizeof st)
-      owl_tls_ticket_import(st);
-    memset(st, 0, sizeof st);
-    close(fd);
+    if (fd > CHAN_FD && fstat(fd, &sb) == 0 && S_ISFIFO(sb.st_mode)) {   /* the master's pipe */
+      ssize_t n = read(fd, st, sizeof st);
+      if (n == (ssize_t)sizeof st)
+        owl_tls_ticket_import(st);
+      memset(st, 0, sizeof st);
+      close(fd);
+    }
     unsetenv("OWINLUA_WORKER_TICKETS");
   }
   return 2;
