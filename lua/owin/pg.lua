@@ -89,6 +89,20 @@ local function decode_json(results)
   end
 end
 
+-- Is err PostgreSQL saying a prepared statement cannot be used as it is?
+local function stale(err)
+  return type(err) == "table" and (err.sqlstate == "26000" or
+    (err.sqlstate == "0A000" and type(err.message) == "string" and
+     err.message:find("cached plan", 1, true) ~= nil))
+end
+
+local function forget(st, sql)
+  st.stmts[sql] = nil
+  for i, s in ipairs(st.order) do
+    if s == sql then table_remove(st.order, i) break end
+  end
+end
+
 -- The statement name of sql on conn, prepared now if it was not.
 local function prepared(conn, st, sql, timeout)
   local name = st.stmts[sql]
@@ -127,6 +141,14 @@ function methods.query(conn, sql, ...)
     local name, err = prepared(conn, st, sql, timeout)
     if not name then return nil, err end
     res = table_pack(conn:_send("prepared", name, timeout, ...))
+    if res[1] == nil and stale(res[2]) and conn:transaction_status() == "idle" then
+      -- the statement is gone (DISCARD ALL) or its plan no longer fits the
+      -- table (a column added under SELECT *): prepared again, once
+      forget(st, sql)
+      name, err = prepared(conn, st, sql, timeout)
+      if not name then return nil, err end
+      res = table_pack(conn:_send("prepared", name, timeout, ...))
+    end
   else
     res = table_pack(conn:_send("params", sql, timeout, ...))
   end

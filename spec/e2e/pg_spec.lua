@@ -552,6 +552,14 @@ describe("owin.pg #e2e", function()
     assert.are.equal("int:301", v.last_again)
   end)
 
+  it("prepares a statement again, once, when it went stale (outside a transaction)", function()
+    local v = get("/stale")
+    assert.are.equal("a", v.before)
+    assert.are.equal("a,b", v.altered)                 -- 0A000 "cached plan must not change"
+    assert.are.equal("a,b", v.discarded)               -- 26000 after DISCARD ALL
+    assert.matches('sqlstate=str:"0A000"', v.in_transaction, 1, true)
+  end)
+
   it("runs queries from several threads of one request at once", function()
     local v = get("/spawn")
     assert.are.equal("bool:true int:1", v.t1)
