@@ -33,7 +33,7 @@ local OPTIONS = {
     "a file whose first line is the passphrase of encrypted --tls-key files" },
   { "tls-ciphers", "LIST", "string", nil,
     "OpenSSL cipher list for TLS 1.2 (default: ECDHE key exchange with AES-GCM\n" ..
-    "or ChaCha20-Poly1305 only); TLS 1.3 uses OpenSSL's suites" },
+    "or ChaCha20-Poly1305 only, AES-128 first)" },
   { "tls-min-version", "V", "choice", "1.2",
     "oldest TLS version accepted: 1.2 or 1.3 (1.0 and 1.1 are never offered)",
     { "1.2", "1.3" } },
