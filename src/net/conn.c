@@ -427,11 +427,6 @@ owl_tls_t *owl_conn_tls (owl_conn_t *c) {
 }
 
 
-owl_transport_t *owl_conn_socket (owl_conn_t *c) {
-  return &c->tcp.t;
-}
-
-
 int owl_conn_is_pipe (owl_conn_t *c) {
   return TP(c)->is_pipe;
 }

@@ -147,8 +147,6 @@ uint64_t owl_conn_timer_due (owl_conn_t *c);
 int owl_conn_is_pipe (owl_conn_t *c);
 /* The TLS layer of a TLS connection, else NULL. */
 owl_tls_t *owl_conn_tls (owl_conn_t *c);
-/* The socket below any TLS (for its peer in log lines). */
-owl_transport_t *owl_conn_socket (owl_conn_t *c);
 /* The socket's descriptor (for sendfile); 0 or a libuv error. */
 int owl_conn_fileno (owl_conn_t *c, uv_os_fd_t *fd);
 /* The peer's and our address (TCP only); 0 or a libuv error. */
