@@ -18,6 +18,10 @@ describe("owin.semaphore #e2e", function()
     assert.equal("a got 0.0\nc timeout 0.1\nb got 0.2\nd got 0.4\ncount 1", res.body)
   end)
 
+  it("forgets a waiting thread that is killed", function()
+    assert.equal("-1 0 1 true", http.get(srv.port, "/kill").body)
+  end)
+
   it("ends a wait with cancelled when its client leaves, and counts no waiter after", function()
     local c = assert(socket.connect("127.0.0.1", srv.port))
     c:send("GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")

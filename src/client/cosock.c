@@ -346,12 +346,6 @@ static tcp_ud_t *checkud (lua_State *L) {
 }
 
 
-static int fail (lua_State *L, const char *err) {
-  lua_pushnil(L);
-  lua_pushstring(L, err);
-  return 2;
-}
-
 
 /* The text of a libuv error, as luasocket spells the common ones. */
 static const char *errtext (int err) {
@@ -389,7 +383,7 @@ static owl_csock_t *usable (lua_State *L, tcp_ud_t *u, owl_task_t *t, int *ret) 
     return NULL;
   }
   if (s == NULL) {
-    *ret = fail(L, "closed");
+    *ret = owl_push_error(L, "closed");
     return NULL;
   }
   if (s->scope != NULL && (t == NULL || t->scope != s->scope))
@@ -586,7 +580,7 @@ static int take_k (lua_State *L, int status, lua_KContext ctx) {
   if (tm != NULL) {                         /* after a wait for a slot */
     if (slot_timedout) {
       slot_timedout = 0;
-      return fail(L, "timeout");
+      return owl_push_error(L, "timeout");
     }
     tm->data = NULL;
     uv_close((uv_handle_t *)tm, (uv_close_cb)free);
@@ -621,7 +615,7 @@ static int take_k (lua_State *L, int status, lua_KContext ctx) {
   }
   if (p->limit && p->nlive >= p->limit) {
     if (p->nwait >= p->backlog)
-      return fail(L, p->backlog ? "too many waiting connect operations"
+      return owl_push_error(L, p->backlog ? "too many waiting connect operations"
                                 : "too many connections in the pool");
     owl_task_check(L, "connect");
     if (p->nwait == p->wcap) {
@@ -702,7 +696,7 @@ static int connect_k (lua_State *L, int status, lua_KContext ctx) {
   if (u->s != s) {                          /* closed while connecting */
     if (t && owl_task_cancelled(t))
       return owl_push_cancelled(L);
-    return fail(L, "closed");
+    return owl_push_error(L, "closed");
   }
   if (t && owl_task_cancelled(t)) {
     csock_close(s);
@@ -712,14 +706,14 @@ static int connect_k (lua_State *L, int status, lua_KContext ctx) {
     if (s->rtimedout) {
       s->rtimedout = 0;
       csock_close(s);
-      return fail(L, "timeout");
+      return owl_push_error(L, "timeout");
     }
     return wait_read(L, t, s, u->ct, ctx, connect_k);
   }
   if (!s->connected) {
     const char *e = errtext(s->err);
     csock_close(s);
-    return fail(L, e);
+    return owl_push_error(L, e);
   }
   s->err = 0;
   s->rtimedout = 0;
@@ -785,7 +779,7 @@ static int tcp_connect_addr (lua_State *L) {
     free(creq);
     s->connecting = 0;
     csock_close(s);
-    return fail(L, errtext(err));
+    return owl_push_error(L, errtext(err));
   }
   return wait_read(L, t, s, u->ct, (lua_KContext)s, connect_k);
 }
@@ -883,7 +877,7 @@ static int tcp_send (lua_State *L) {
     return ret + 1;
   }
   if (s->writer != NULL || s->writing)
-    return fail(L, "socket busy writing");
+    return owl_push_error(L, "socket busy writing");
   if (s->werr || s->closed) {
     const char *e = sock_err(s, s->werr ? s->werr : UV_EPIPE);
     csock_close(s);
@@ -1033,7 +1027,7 @@ static int recv_k (lua_State *L, int status, lua_KContext ctx) {
     int e = s->err;
     if (pat == PAT_ANY) {
       csock_close(s);
-      return fail(L, sock_err(s, e));
+      return owl_push_error(L, sock_err(s, e));
     }
     partial(L, s, sock_err(s, e), 3, pat == PAT_LINE);
     csock_close(s);
@@ -1043,7 +1037,7 @@ static int recv_k (lua_State *L, int status, lua_KContext ctx) {
     s->rtimedout = 0;
     uv_timer_stop(&s->rtimer);
     if (pat == PAT_ANY)
-      return fail(L, "timeout");
+      return owl_push_error(L, "timeout");
     return partial(L, s, "timeout", 3, pat == PAT_LINE);
   }
   if (t == NULL || !owl_task_can_wait(L))
@@ -1057,11 +1051,11 @@ static int recv_k (lua_State *L, int status, lua_KContext ctx) {
 static owl_csock_t *reader_ok (lua_State *L, tcp_ud_t *u, int *ret) {
   owl_csock_t *s = usable(L, u, owl_task_of(L), ret);
   if (s != NULL && s->reader != NULL) {
-    *ret = fail(L, "socket busy reading");
+    *ret = owl_push_error(L, "socket busy reading");
     return NULL;
   }
   if (s != NULL && s->connecting) {
-    *ret = fail(L, "not connected");
+    *ret = owl_push_error(L, "not connected");
     return NULL;
   }
   return s;
@@ -1245,7 +1239,7 @@ static int tcp_setkeepalive (lua_State *L) {
     luaL_argcheck(L, size > 0, 3, "pool_size must be a positive integer");
   owl_csock_t *s = u->s;
   if (s == NULL)
-    return fail(L, "closed");
+    return owl_push_error(L, "closed");
   if (t && owl_task_cancelled(t)) {
     csock_close(s);
     return owl_push_cancelled(L);
@@ -1256,12 +1250,12 @@ static int tcp_setkeepalive (lua_State *L) {
   if (s->in.len > 0 || s->reader || s->writer || s->writing || s->connecting || s->err) {
     int dubious = s->err == 0;
     csock_close(s);
-    return fail(L, dubious ? "connection in dubious state" : "closed");
+    return owl_push_error(L, dubious ? "connection in dubious state" : "closed");
   }
   pool_t *p = s->pool;
   if (p == NULL) {                          /* not connected through connect() */
     csock_close(s);
-    return fail(L, "closed");
+    return owl_push_error(L, "closed");
   }
   if (size > 0)
     p->size = (unsigned)size;
@@ -1298,7 +1292,7 @@ static int tcp_setkeepalive (lua_State *L) {
 static int tcp_getreusedtimes (lua_State *L) {
   tcp_ud_t *u = checkud(L);
   if (u->s == NULL)
-    return fail(L, "closed");
+    return owl_push_error(L, "closed");
   lua_pushinteger(L, u->s->reused);
   return 1;
 }
@@ -1389,7 +1383,7 @@ static int handshake_k (lua_State *L, int status, lua_KContext ctx) {
   if (u->s != s) {                          /* closed meanwhile */
     if (t && owl_task_cancelled(t))
       return owl_push_cancelled(L);
-    return fail(L, "closed");
+    return owl_push_error(L, "closed");
   }
   if (t && owl_task_cancelled(t)) {
     csock_close(s);
@@ -1399,7 +1393,7 @@ static int handshake_k (lua_State *L, int status, lua_KContext ctx) {
     if (s->rtimedout) {
       s->rtimedout = 0;
       csock_close(s);
-      return fail(L, "timeout");
+      return owl_push_error(L, "timeout");
     }
     return wait_read(L, t, s, u->ct, ctx, handshake_k);
   }
@@ -1408,7 +1402,7 @@ static int handshake_k (lua_State *L, int status, lua_KContext ctx) {
     const char *e = owl_tls_error(s->tls);
     snprintf(msg, sizeof msg, "%s", *e ? e : errtext(s->hs_status));
     csock_close(s);
-    return fail(L, msg);
+    return owl_push_error(L, msg);
   }
   s->rtimedout = 0;
   want_input(s);
@@ -1500,7 +1494,7 @@ static int tcp_sslhandshake (lua_State *L) {
     return ret;
   if (s->tls != NULL) {                     /* from the pool, or done before */
     if (s->hs_status != 0)
-      return fail(L, "socket busy reading");
+      return owl_push_error(L, "socket busy reading");
     if (!want_session) {
       lua_pushboolean(L, 1);
       return 1;
@@ -1508,17 +1502,17 @@ static int tcp_sslhandshake (lua_State *L) {
     return push_session(L, owl_tls_session(s->tls));
   }
   if (!s->connected)
-    return fail(L, "closed");
+    return owl_push_error(L, "closed");
   if (s->reader || s->writer || s->writing)
-    return fail(L, s->reader ? "socket busy reading" : "socket busy writing");
+    return owl_push_error(L, s->reader ? "socket busy reading" : "socket busy writing");
   if (s->in.len > 0 || s->err) {
     csock_close(s);
-    return fail(L, "bytes arrived before the TLS handshake: closed");
+    return owl_push_error(L, "bytes arrived before the TLS handshake: closed");
   }
   char err[300];
   owl_tls_ctx_t *ctx = client_ctx(&o, err, sizeof err);
   if (ctx == NULL)
-    return fail(L, err);
+    return owl_push_error(L, err);
   if (s->reading) {
     s->tcp.t.vt->read_stop(&s->tcp.t);
     s->reading = 0;
@@ -1537,7 +1531,7 @@ static int tcp_sslhandshake (lua_State *L) {
   s->no_session = !want_session;
   if (owl_tls_connect(tls, name, alpn, alpn_len, sess, on_handshake, s)) {
     csock_close(s);
-    return fail(L, "bad server_name");
+    return owl_push_error(L, "bad server_name");
   }
   if (s->hs_status == 1)
     return wait_read(L, t, s, u->ct, (lua_KContext)s, handshake_k);
@@ -1595,7 +1589,7 @@ static int tcp_setoption (lua_State *L) {
   int opt = luaL_checkoption(L, 2, NULL, names);
   int on = lua_toboolean(L, 3);
   if (u->s == NULL)
-    return fail(L, "closed");
+    return owl_push_error(L, "closed");
   owl_csock_t *s = u->s;
   if (s->tcp.t.is_pipe) {
     lua_pushinteger(L, 1);                  /* nothing to set on a unix socket */
@@ -1614,7 +1608,7 @@ static int tcp_setoption (lua_State *L) {
     }
   }
   if (err)
-    return fail(L, uv_strerror(err));
+    return owl_push_error(L, uv_strerror(err));
   lua_pushinteger(L, 1);
   return 1;
 }
@@ -1623,7 +1617,7 @@ static int tcp_setoption (lua_State *L) {
 static int name_of (lua_State *L, int peer) {
   tcp_ud_t *u = checkud(L);
   if (u->s == NULL || !u->s->connected)
-    return fail(L, "closed");
+    return owl_push_error(L, "closed");
   owl_transport_t *t = u->s->tp;
   if (t->is_pipe) {
     char path[256];
@@ -1631,7 +1625,7 @@ static int name_of (lua_State *L, int peer) {
     int err = peer ? uv_pipe_getpeername(&u->s->tcp.h.pipe, path, &n)
                    : uv_pipe_getsockname(&u->s->tcp.h.pipe, path, &n);
     if (err)
-      return fail(L, uv_strerror(err));
+      return owl_push_error(L, uv_strerror(err));
     lua_pushlstring(L, path, n);
     return 1;
   }
@@ -1640,7 +1634,7 @@ static int name_of (lua_State *L, int peer) {
   int err = peer ? t->vt->peername(t, (struct sockaddr *)&ss, &len)
                  : t->vt->sockname(t, (struct sockaddr *)&ss, &len);
   if (err)
-    return fail(L, uv_strerror(err));
+    return owl_push_error(L, uv_strerror(err));
   owl_push_sockaddr(L, (struct sockaddr *)&ss);
   lua_pushstring(L, ss.ss_family == AF_INET6 ? "inet6" : "inet");
   return 3;
@@ -1664,7 +1658,7 @@ static int tcp_shutdown (lua_State *L) {
   int how = luaL_checkoption(L, 2, "both", hows);
   owl_csock_t *s = u->s;
   if (s == NULL)
-    return fail(L, "closed");
+    return owl_push_error(L, "closed");
   if (how != 1) {                           /* no more reading */
     if (s->reading)
       s->tp->vt->read_stop(s->tp);
@@ -1675,7 +1669,7 @@ static int tcp_shutdown (lua_State *L) {
   if (how != 2) {
     int err = s->tp->vt->shutdown(s->tp);
     if (err)
-      return fail(L, uv_strerror(err));
+      return owl_push_error(L, uv_strerror(err));
   }
   lua_pushinteger(L, 1);
   return 1;

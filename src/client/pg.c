@@ -669,12 +669,6 @@ static pg_ud_t *checkud (lua_State *L) {
 }
 
 
-static int fail (lua_State *L, const char *err) {
-  lua_pushnil(L);
-  lua_pushstring(L, err);
-  return 2;
-}
-
 
 static int lost_error (lua_State *L, owl_pg_t *p) {
   lua_pushnil(L);
@@ -694,7 +688,7 @@ static owl_pg_t *ready (lua_State *L, owl_task_t *t, int *ret) {
     return NULL;
   }
   if (p == NULL) {
-    *ret = fail(L, "closed");
+    *ret = owl_push_error(L, "closed");
     return NULL;
   }
   if (p->state == S_LOST) {
@@ -702,7 +696,7 @@ static owl_pg_t *ready (lua_State *L, owl_task_t *t, int *ret) {
     return NULL;
   }
   if (p->waiter != NULL || p->state != S_IDLE) {
-    *ret = fail(L, "connection busy");
+    *ret = owl_push_error(L, "connection busy");
     return NULL;
   }
   return p;
@@ -713,12 +707,12 @@ static owl_pg_t *ready (lua_State *L, owl_task_t *t, int *ret) {
 ** returns -1 when the operation may go on. */
 static int after_wait (lua_State *L, owl_pg_t *p, owl_task_t *t) {
   if (checkud(L)->p != p)
-    return (t && owl_task_cancelled(t)) ? owl_push_cancelled(L) : fail(L, "closed");
+    return (t && owl_task_cancelled(t)) ? owl_push_cancelled(L) : owl_push_error(L, "closed");
   if (t && owl_task_cancelled(t))
     return owl_push_cancelled(L);
   if (p->timedout) {
     p->timedout = 0;
-    return fail(L, "timeout");
+    return owl_push_error(L, "timeout");
   }
   if (p->state == S_LOST)
     return lost_error(L, p);
@@ -829,7 +823,7 @@ static int result_k (lua_State *L, int status, lua_KContext ctx) {
   if (r >= 0)
     return r;
   if (p->state == S_BUSY)
-    return pg_wait(L, t, p, W_RESULT, 0, ctx, result_k);   /* the timer runs on */
+    return pg_wait(L, t, p, W_RESULT, 0, ctx, result_k);   /* not woken for this: on */
   if (p->state == S_COPY_IN || p->state == S_COPY_OUT) {
     free_results(p);
     lua_createtable(L, 0, 1);
@@ -975,11 +969,12 @@ static owl_pg_t *in_copy (lua_State *L, owl_task_t *t, int state, int *ret) {
   if (owl_task_cancelled(t))
     *ret = owl_push_cancelled(L);
   else if (p == NULL)
-    *ret = fail(L, "closed");
+    *ret = owl_push_error(L, "closed");
   else if (p->state == S_LOST)
     *ret = lost_error(L, p);
   else if (p->state != state || p->waiter != NULL)
-    *ret = fail(L, state == S_COPY_IN ? "not in COPY FROM STDIN" : "not in COPY TO STDOUT");
+    *ret = owl_push_error(L, state == S_COPY_IN ? "not in COPY FROM STDIN"
+                                                 : "not in COPY TO STDOUT");
   else
     return p;
   return NULL;
@@ -1196,11 +1191,11 @@ static int pg_wait_idle (lua_State *L) {
   if (owl_task_cancelled(t))
     return owl_push_cancelled(L);
   if (p == NULL)
-    return fail(L, "closed");
+    return owl_push_error(L, "closed");
   if (p->state == S_LOST)
     return lost_error(L, p);
   if (p->waiter != NULL)
-    return fail(L, "connection busy");
+    return owl_push_error(L, "connection busy");
   if (p->state == S_IDLE) {
     lua_pushboolean(L, 1);
     return 1;
@@ -1255,7 +1250,7 @@ static int pg_close_l (lua_State *L) {
 static int pg_backend_pid (lua_State *L) {
   owl_pg_t *p = checkud(L)->p;
   if (p == NULL || p->conn == NULL)
-    return fail(L, "closed");
+    return owl_push_error(L, "closed");
   lua_pushinteger(L, PQbackendPID(p->conn));
   return 1;
 }
@@ -1267,7 +1262,7 @@ static int escape (lua_State *L, int literal) {
   size_t n;
   const char *s = luaL_checklstring(L, 2, &n);
   if (p == NULL || p->conn == NULL)
-    return fail(L, "closed");
+    return owl_push_error(L, "closed");
   char *q = literal ? PQescapeLiteral(p->conn, s, n) : PQescapeIdentifier(p->conn, s, n);
   if (q == NULL) {
     char *m = one_line(PQerrorMessage(p->conn));

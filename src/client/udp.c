@@ -77,12 +77,6 @@ static udp_ud_t *checkud (lua_State *L) {
 }
 
 
-static int fail (lua_State *L, const char *err) {
-  lua_pushnil(L);
-  lua_pushstring(L, err);
-  return 2;
-}
-
 
 static owl_udp_t *open_or_fail (lua_State *L, udp_ud_t *ud) {
   if (ud->u == NULL)
@@ -102,7 +96,7 @@ static int l_udp (lua_State *L) {
   int err = uv_udp_init(owl_srv.loop, &u->h);
   if (err) {
     free(u);
-    return fail(L, uv_strerror(err));
+    return owl_push_error(L, uv_strerror(err));
   }
   uv_timer_init(owl_srv.loop, &u->timer);
   u->h.data = u->timer.data = u;
@@ -151,7 +145,7 @@ static int udp_setsockname (lua_State *L) {
   addr_arg(L, 2, &ss);
   int err = uv_udp_bind(&u->h, (struct sockaddr *)&ss, UV_UDP_REUSEADDR);
   if (err)
-    return fail(L, uv_strerror(err));
+    return owl_push_error(L, uv_strerror(err));
   u->bound = 1;
   lua_pushinteger(L, 1);
   return 1;
@@ -167,7 +161,7 @@ static int udp_setpeername (lua_State *L) {
     uv_udp_connect(&u->h, NULL);
   int err = uv_udp_connect(&u->h, (struct sockaddr *)&ss);
   if (err)
-    return fail(L, uv_strerror(err));
+    return owl_push_error(L, uv_strerror(err));
   u->connected = 1;
   u->bound = 1;
   lua_pushinteger(L, 1);
@@ -196,12 +190,12 @@ static int do_send (lua_State *L, owl_udp_t *u, const struct sockaddr *to) {
     n = uv_udp_send(req, &u->h, &b, 1, to, on_sent);
     if (n) {
       free(req);
-      return fail(L, uv_strerror(n));
+      return owl_push_error(L, uv_strerror(n));
     }
     n = (int)len;
   }
   if (n < 0)
-    return fail(L, n == UV_ECONNREFUSED ? "connection refused" : uv_strerror(n));
+    return owl_push_error(L, n == UV_ECONNREFUSED ? "connection refused" : uv_strerror(n));
   u->bound = 1;
   lua_pushinteger(L, n);
   return 1;
@@ -304,7 +298,7 @@ static int recv_k (lua_State *L, int status, lua_KContext ctx) {
   if (t && owl_task_cancelled(t))
     return owl_push_cancelled(L);
   if (u == NULL)
-    return fail(L, "closed");
+    return owl_push_error(L, "closed");
   if (u->got) {
     size_t max = (size_t)luaL_optinteger(L, 2, DGRAM_MAX);
     u->got = 0;
@@ -316,20 +310,20 @@ static int recv_k (lua_State *L, int status, lua_KContext ctx) {
   if (u->err) {
     int e = u->err;
     u->err = 0;
-    return fail(L, e == UV_ECONNREFUSED ? "connection refused" : uv_strerror(e));
+    return owl_push_error(L, e == UV_ECONNREFUSED ? "connection refused" : uv_strerror(e));
   }
   if (u->timedout || u->timeout == 0) {
     u->timedout = 0;
-    return fail(L, "timeout");
+    return owl_push_error(L, "timeout");
   }
   if (u->reader != NULL)
-    return fail(L, "socket busy reading");
+    return owl_push_error(L, "socket busy reading");
   t = owl_task_check(L, "receive");
   if (!u->bound)
     return luaL_error(L, "receive needs setsockname, setpeername or a send first");
   int err = uv_udp_recv_start(&u->h, on_alloc, on_recv);
   if (err)
-    return fail(L, uv_strerror(err));
+    return owl_push_error(L, uv_strerror(err));
   u->reader = t;
   if (u->timeout >= 0)
     uv_timer_start(&u->timer, on_timer, (uint64_t)u->timeout, 0);
@@ -384,7 +378,7 @@ static int name_of (lua_State *L, int peer) {
   int err = peer ? uv_udp_getpeername(&u->h, (struct sockaddr *)&ss, &len)
                  : uv_udp_getsockname(&u->h, (struct sockaddr *)&ss, &len);
   if (err)
-    return fail(L, uv_strerror(err));
+    return owl_push_error(L, uv_strerror(err));
   memcpy(&u->from, &ss, sizeof ss);
   return push_from(L, u);
 }

@@ -71,12 +71,10 @@ typedef struct cert_entry {
 
 struct owl_tls_ctx {
   int refs;
-  int server;
-  cert_entry_t *certs;          /* server: [0] is the default */
+  cert_entry_t *certs;          /* a server's: [0] is the default */
   int ncerts;
-  SSL_CTX *client;              /* client */
+  SSL_CTX *client;              /* a client's (NULL: a server context) */
   int verify;
-  int client_cert;
   /* what it was loaded from, for a reload */
   owl_tls_server_opts_t opts;
   char **strings;               /* owned copies behind opts */
@@ -547,8 +545,6 @@ owl_tls_ctx_t *owl_tls_server_ctx (const owl_tls_server_opts_t *o, char *err, si
     return NULL;
   }
   ctx->refs = 1;
-  ctx->server = 1;
-  ctx->client_cert = o->client_cert;
   ctx->opts = *o;
   ctx->opts.certs = certs;
   ctx->opts.keys = keys;
@@ -1280,7 +1276,8 @@ owl_tls_t *owl_tls_new (owl_tls_ctx_t *ctx, owl_transport_t *lower, uv_loop_t *l
   owl_tls_t *s = calloc(1, sizeof *s);
   if (s == NULL)
     return NULL;
-  SSL_CTX *base = ctx->server ? ctx->certs[0].ctx : ctx->client;
+  int server = ctx->client == NULL;
+  SSL_CTX *base = server ? ctx->certs[0].ctx : ctx->client;
   s->ssl = SSL_new(base);
   BIO *bio = BIO_new(bio_method);
   if (s->ssl == NULL || bio == NULL) {
@@ -1293,7 +1290,7 @@ owl_tls_t *owl_tls_new (owl_tls_ctx_t *ctx, owl_transport_t *lower, uv_loop_t *l
   BIO_set_data(bio, s);
   SSL_set_bio(s->ssl, bio, bio);
   SSL_set_ex_data(s->ssl, ex_index, s);
-  if (ctx->server)
+  if (server)
     SSL_set_accept_state(s->ssl);
   else
     SSL_set_connect_state(s->ssl);

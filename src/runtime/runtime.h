@@ -349,6 +349,8 @@ void owl_open_sem (lua_State *L);
 int owl_sem_dispose (uv_handle_t *h);
 /* Pushes nil, "cancelled": what a wait of a cancelled task returns. */
 int owl_push_cancelled (lua_State *L);
+/* Pushes nil, err; returns 2: the failure of an operation on the outside. */
+int owl_push_error (lua_State *L, const char *err);
 /*
 ** For a cancelled task: lets the loop run once (a zero timer), then k(L,
 ** ctx) gives the answer.  A wait of a cancelled task returns "cancelled"

@@ -8,7 +8,8 @@
 ** Ownership.  The semaphore is a Lua full userdata; a waiting task holds it
 ** on its stack, so it lives while anyone waits.  A waiter is malloc'd per
 ** wait that has to yield, its timer first, and freed when its timer closes:
-** by the wait's continuation, or at exit (owl_sem_dispose).
+** by the wait's continuation, or by the unwait of an interrupted or killed
+** task (a killed one never continues), or at exit (owl_sem_dispose).
 */
 
 #include <math.h>
@@ -96,17 +97,18 @@ static void grant (owl_sem_t *s) {
 }
 
 
-/* The waiting task was interrupted (cancelled): a unit granted to it and
-** not taken yet goes to the next waiter. */
+/* The waiting task was interrupted (cancelled) or killed: a unit granted
+** to it and not taken yet goes to the next waiter, and the waiter goes (its
+** memory until the close callback, after wait_k if that runs). */
 static void waiter_unwait (owl_task_t *t) {
   waiter_t *w = t->wait_on;
-  uv_timer_stop(&w->timer);
   unlink_waiter(w);
   if (w->outcome == W_GOT) {
     w->sem->count++;
     grant(w->sem);
   }
   w->outcome = W_INTERRUPTED;
+  uv_close((uv_handle_t *)&w->timer, on_waiter_closed);
 }
 
 
@@ -133,6 +135,8 @@ static int wait_k (lua_State *L, int status, lua_KContext ctx) {
   owl_task_t *t = owl_task_of(L);
   int outcome = w->outcome;
   (void)status;
+  if (outcome == W_INTERRUPTED)
+    return owl_push_cancelled(L);           /* waiter_unwait closed it */
   uv_close((uv_handle_t *)&w->timer, on_waiter_closed);
   if (outcome == W_GOT) {
     if (t != NULL && owl_task_cancelled(t)) {  /* got it, but too late: give it on */

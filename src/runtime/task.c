@@ -146,6 +146,13 @@ int owl_push_cancelled (lua_State *L) {
   lua_pushliteral(L, "cancelled");
   return 2;
 }
+
+
+int owl_push_error (lua_State *L, const char *err) {
+  lua_pushnil(L);
+  lua_pushstring(L, err);
+  return 2;
+}
 /* }====== */
 
 
