@@ -44,6 +44,8 @@
 #include <openssl/ssl.h>
 #include <uv.h>
 
+#include "procstat.h"
+
 
 enum { CONNECTING, HANDSHAKE, WRITING, READING };
 
@@ -81,41 +83,9 @@ static void fail(const char *what, int err) {
 }
 
 
-/* utime+stime of the -p processes, in clock ticks; -1 without -p. */
-static long cpu_ticks(void) {
-  long sum = 0;
-  int i;
-  if (!npids) return -1;
-  for (i = 0; i < npids; i++) {
-    char fn[64], buf[1024], *p;
-    unsigned long ut, st;
-    FILE *f;
-    size_t n;
-    snprintf(fn, sizeof fn, "/proc/%d/stat", pids[i]);
-    if (!(f = fopen(fn, "r"))) continue;
-    n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    if (!(p = strrchr(buf, ')'))) continue;
-    /* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt
-     * majflt cmajflt utime stime */
-    if (sscanf(p + 2, "%*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %lu %lu",
-               &ut, &st) == 2)
-      sum += (long)(ut + st);
-  }
-  return sum;
-}
-
-
-static int cmp_u32(const void *a, const void *b) {
-  uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-  return x < y ? -1 : x > y;
-}
-
-
 static void on_stop(uv_timer_t *t) {
   double s, p50 = 0, p99 = 0;
-  long ticks1 = cpu_ticks();
+  long ticks1 = cpu_ticks(pids, npids);
   (void)t;
   t1 = uv_hrtime();
   stopping = 1;
@@ -295,7 +265,7 @@ int main(int argc, char **argv) {
   uv_timer_init(loop, &stop_timer);
   conns = calloc((size_t)nconns, sizeof *conns);
   if (!conns) fail("calloc", 0);
-  ticks0 = cpu_ticks();
+  ticks0 = cpu_ticks(pids, npids);
   t0 = uv_hrtime();
   uv_timer_start(&stop_timer, on_stop, (uint64_t)secs * 1000, 0);
   for (i = 0; i < nconns; i++) start_one(&conns[i]);

@@ -31,6 +31,8 @@
 #include <string.h>
 #include <uv.h>
 
+#include "procstat.h"
+
 
 typedef struct {
   uv_tcp_t tcp;
@@ -74,32 +76,6 @@ static void fail(const char *what, int err) {
 }
 
 
-/* utime+stime of the -p processes, in clock ticks; -1 without -p. */
-static long cpu_ticks(void) {
-  long sum = 0;
-  int i;
-  if (!npids) return -1;
-  for (i = 0; i < npids; i++) {
-    char fn[64], buf[1024], *p;
-    unsigned long ut, st;
-    FILE *f;
-    size_t n;
-    snprintf(fn, sizeof fn, "/proc/%d/stat", pids[i]);
-    if (!(f = fopen(fn, "r"))) continue;
-    n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    if (!(p = strrchr(buf, ')'))) continue;
-    /* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt
-     * majflt cmajflt utime stime */
-    if (sscanf(p + 2, "%*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %lu %lu",
-               &ut, &st) == 2)
-      sum += (long)(ut + st);
-  }
-  return sum;
-}
-
-
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   (void)h;
   (void)hint;
@@ -139,16 +115,10 @@ static void send_msg(conn_t *c) {
 }
 
 
-static int cmp_u32(const void *a, const void *b) {
-  uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-  return x < y ? -1 : x > y;
-}
-
-
 static void report(void) {
   double s = (t1 - t0) / 1e9;
   double p50 = 0, p99 = 0;
-  long ticks1 = cpu_ticks();
+  long ticks1 = cpu_ticks(pids, npids);
   if (nlat) {
     qsort(lat, nlat, sizeof *lat, cmp_u32);
     p50 = lat[(size_t)(nlat * 0.50)] / 1e6;
@@ -174,7 +144,7 @@ static void on_stop(uv_timer_t *t) {
 static void start_measuring(void) {
   int i;
   measuring = 1;
-  ticks0 = cpu_ticks();
+  ticks0 = cpu_ticks(pids, npids);
   t0 = uv_hrtime();
   uv_timer_start(&stop_timer, on_stop, (uint64_t)secs * 1000, 0);
   for (i = 0; i < nconns; i++) send_msg(&conns[i]);
